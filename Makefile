@@ -1,0 +1,46 @@
+# leader-node: one entry point for people and CI.
+#   make cluster     set up everything and run a 5-node cluster on local systemd containers
+#   make test        everything: lint, types, unit, simulator sweeps, loopback processes, Ansible, Molecule
+#   make test-fast   the inner loop: lint, types, unit, short simulator sweeps, loopback runtime (minutes)
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.stamp-$(shell cat requirements-dev.txt requirements-deploy.txt pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: venv lint typecheck test-unit test-slow test-fast test test-deploy cluster cluster-down clean
+
+venv: $(STAMP)
+$(STAMP): requirements-dev.txt requirements-deploy.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt -e .
+	rm -f $(VENV)/.stamp-* && touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check node tests
+	$(VENV)/bin/ruff format --check node tests
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+test-unit: venv
+	$(VENV)/bin/pytest -q -m "not slow"
+
+test-slow: venv
+	$(VENV)/bin/pytest -q -m slow
+
+test-fast: lint typecheck test-unit
+
+test-deploy: venv
+	scripts/test-deploy.sh
+
+test: test-fast test-slow test-deploy
+
+cluster: venv
+	scripts/cluster-up.sh
+
+cluster-down:
+	scripts/cluster-down.sh
+
+clean:
+	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
