@@ -1,0 +1,193 @@
+"""Typed protocol messages and their wire form (one place for to_wire/from_wire).
+
+Every message carries its sender (`from` on the wire) and the sender's epoch. Messages are frozen and
+validated on construction, so an invalid message cannot exist in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, fields
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from node.core.errors import RemoteProtocolError
+
+MAX_IDS_IN_MESSAGE = 1024  # a ring token can never list more members than this
+
+
+class MsgType(StrEnum):
+    HEARTBEAT = "HEARTBEAT"
+    ELECTION = "ELECTION"
+    OK = "OK"
+    COORDINATOR = "COORDINATOR"
+    PROPOSE = "PROPOSE"
+    PROMISE = "PROMISE"
+    RESIGN = "RESIGN"
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int
+
+
+def _check_node_id(name: str, value: object) -> None:
+    if not _is_int(value) or value < 0:  # type: ignore[operator]
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+def _check_optional_node_id(name: str, value: object) -> None:
+    if value is not None:
+        _check_node_id(name, value)
+
+
+def _check_bool(name: str, value: object) -> None:
+    if type(value) is not bool:
+        raise ValueError(f"{name} must be a boolean, got {value!r}")
+
+
+def _check_ids(name: str, value: object) -> None:
+    if not isinstance(value, tuple) or len(value) > MAX_IDS_IN_MESSAGE:
+        raise ValueError(f"{name} must be a tuple of at most {MAX_IDS_IN_MESSAGE} node ids")
+    for item in value:
+        _check_node_id(name, item)
+
+
+# attribute name -> (wire name, validator)
+_Validator = Callable[[str, object], None]
+_FIELD_SPECS: dict[str, tuple[str, _Validator]] = {
+    "sender": ("from", _check_node_id),
+    "epoch": ("epoch", _check_node_id),
+    "leader_id": ("leader", _check_optional_node_id),
+    "initiator": ("initiator", _check_node_id),
+    "ids": ("ids", _check_ids),
+    "pre_vote": ("pre_vote", _check_bool),
+    "granted": ("granted", _check_bool),
+    "known_epoch": ("known_epoch", _check_node_id),
+}
+
+
+class _Wire:
+    """Mixin: validation on construction plus the wire mapping shared by every message type."""
+
+    TYPE: ClassVar[MsgType]
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            _, check = _FIELD_SPECS[f.name]
+            check(f.name, getattr(self, f.name))
+
+    @property
+    def type(self) -> MsgType:
+        return self.TYPE
+
+    def to_wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.TYPE.value}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            body[_FIELD_SPECS[f.name][0]] = list(value) if isinstance(value, tuple) else value
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat(_Wire):
+    """Sent by every node every heartbeat interval. `leader_id` is the sender's current leader belief;
+    `leader_id == sender` means the sender claims to lead under `epoch`."""
+
+    TYPE: ClassVar[MsgType] = MsgType.HEARTBEAT
+    sender: int
+    epoch: int
+    leader_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Election(_Wire):
+    """Bully: sent to higher ids. Ring: the token, `ids` collected so far, `epoch` proposed by `initiator`."""
+
+    TYPE: ClassVar[MsgType] = MsgType.ELECTION
+    sender: int
+    epoch: int
+    initiator: int
+    ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Ok(_Wire):
+    """Bully: a higher id answers an ELECTION and takes over the election."""
+
+    TYPE: ClassVar[MsgType] = MsgType.OK
+    sender: int
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Coordinator(_Wire):
+    """`leader_id` leads under `epoch`. Ring: forwarded round the ring until it is back at `initiator`."""
+
+    TYPE: ClassVar[MsgType] = MsgType.COORDINATOR
+    sender: int
+    epoch: int
+    leader_id: int
+    initiator: int
+
+
+@dataclass(frozen=True, slots=True)
+class Propose(_Wire):
+    """A candidate asks for a promise of `epoch`. `pre_vote` asks "would you?" without binding anyone."""
+
+    TYPE: ClassVar[MsgType] = MsgType.PROPOSE
+    sender: int
+    epoch: int
+    pre_vote: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Promise(_Wire):
+    """Answer to PROPOSE for `epoch`. `known_epoch` is the highest epoch the voter has promised/accepted."""
+
+    TYPE: ClassVar[MsgType] = MsgType.PROMISE
+    sender: int
+    epoch: int
+    pre_vote: bool
+    granted: bool
+    known_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resign(_Wire):
+    """A leader that is stopping gives up `epoch` so that its peers elect a successor at once."""
+
+    TYPE: ClassVar[MsgType] = MsgType.RESIGN
+    sender: int
+    epoch: int
+
+
+Message = Heartbeat | Election | Ok | Coordinator | Propose | Promise | Resign
+
+MESSAGE_CLASSES: Mapping[MsgType, type[Message]] = {
+    cls.TYPE: cls for cls in (Heartbeat, Election, Ok, Coordinator, Propose, Promise, Resign)
+}
+
+
+def from_wire(body: Mapping[str, Any]) -> Message:
+    """Build a message from a decoded JSON object (without `auth`). Raises RemoteProtocolError."""
+    try:
+        msg_type = MsgType(body["type"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise RemoteProtocolError(f"unknown or missing message type: {body.get('type')!r}") from exc
+    cls = MESSAGE_CLASSES[msg_type]
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        wire_name = _FIELD_SPECS[f.name][0]
+        if wire_name not in body:
+            if f.default is not MISSING:
+                continue
+            raise RemoteProtocolError(f"{msg_type} frame misses field {wire_name!r}")
+        value = body[wire_name]
+        kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+    unknown = set(body) - {"type"} - {_FIELD_SPECS[f.name][0] for f in fields(cls)}
+    if unknown:
+        raise RemoteProtocolError(f"{msg_type} frame has unknown fields {sorted(unknown)}")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise RemoteProtocolError(f"invalid {msg_type} frame: {exc}") from exc
