@@ -29,6 +29,10 @@ class FailureDetector:
         self.failure_timeout_ms = failure_timeout_ms
         self._peers = {peer_id: _Peer() for peer_id in peer_ids}
 
+    @property
+    def peer_ids(self) -> frozenset[int]:
+        return frozenset(self._peers)
+
     def heard(self, peer_id: int, now_ms: int) -> bool:
         """Record a message from `peer_id`. True when this made a suspected peer alive."""
         peer = self._peers[peer_id]

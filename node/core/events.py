@@ -12,7 +12,8 @@ class TimerId(StrEnum):
     HEARTBEAT = "heartbeat"  # send heartbeats to every peer
     DETECTOR = "detector"  # the next failure-detector deadline
     LISTEN = "listen"  # start-up / rejoin: listen for a leader before electing
-    ELECTION = "election"  # algorithm-specific election wait (Bully: OK / COORDINATOR; Ring: token)
+    ELECTION = "election"  # algorithm-specific election wait (Bully: OKs; Ring: the token's return)
+    COORDINATOR = "coordinator"  # waiting for a COORDINATOR after deferring or promising
     PROPOSAL = "proposal"  # waiting for promises of an epoch
     BACKOFF = "backoff"  # retry an election after a failed attempt
 

@@ -1,0 +1,532 @@
+"""What every election algorithm shares: heartbeats, failure detection, epochs and promises, quorum.
+
+An algorithm (Bully, Ring) only decides *who* runs for leader and *when*; this class decides whether a
+candidate may lead. The safety rules live here, in one place:
+
+- A candidate leads under epoch E only after a majority of the configured cluster (itself included)
+  promised E. First a pre-vote ("would you promise E?") that binds nobody, so a node cut off from the
+  majority never inflates its epoch; then the real proposal, persisted before it is sent.
+- A node promises at most one candidate per epoch and never an epoch at or below one it promised or
+  accepted; it does not promise while it follows a live leader (no disruption on rejoin), except to a
+  higher id when `preempt` is set.
+- Messages from a leader under a lower epoch are rejected; a leader that hears of a higher epoch steps
+  down; a leader (or follower) that has not heard from a majority within failure_timeout drops it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.core.actions import (
+    Action,
+    Broadcast,
+    CancelTimer,
+    Log,
+    LogLevel,
+    Persist,
+    Role,
+    RoleChanged,
+    Send,
+    SetTimer,
+)
+from node.core.detector import FailureDetector
+from node.core.errors import LocalProtocolError
+from node.core.events import (
+    Event,
+    MessageReceived,
+    PeerUnreachable,
+    ShutdownRequested,
+    Start,
+    TimerFired,
+    TimerId,
+)
+from node.core.messages import (
+    Coordinator,
+    Heartbeat,
+    Message,
+    MsgType,
+    Promise,
+    Propose,
+    Resign,
+)
+from node.core.protocol import RandomSource
+from node.core.settings import Settings
+from node.core.state import DurableState
+from node.core.view import NodeView, PeerView
+
+
+@dataclass(slots=True)
+class Proposal:
+    """A candidacy for `epoch`: first a pre-vote, then (if a majority would) the binding proposal."""
+
+    epoch: int
+    pre_vote: bool
+    grants: set[int] = field(default_factory=set)
+    rejects: set[int] = field(default_factory=set)
+    known_epoch: int = 0  # the highest epoch any voter reported
+
+
+class ElectionNode:
+    name = "base"
+
+    def __init__(self, settings: Settings, state: DurableState, rng: RandomSource) -> None:
+        self.settings = settings
+        self._rng = rng
+        self._durable = state
+        self._detector = FailureDetector(settings.peer_ids, settings.failure_timeout_ms)
+        self._now_ms = 0
+        self._out: list[Action] = []
+        self._leader_id: int | None = None
+        self._is_leader = False
+        self._proposal: Proposal | None = None
+        self._backoff_pending = False
+        self._failed_attempts = 0
+        self._had_quorum = False
+        self._detector_armed_at_ms: int | None = None
+        self._published: tuple[Role, int | None, int] | None = None
+        self._stopped = False
+        # message type -> handler: the transition table, readable by tests and docs
+        self.handlers: dict[MsgType, Callable[[Any], None]] = {
+            MsgType.HEARTBEAT: self._on_heartbeat,
+            MsgType.COORDINATOR: self._on_coordinator,
+            MsgType.PROPOSE: self._on_propose,
+            MsgType.PROMISE: self._on_promise,
+            MsgType.RESIGN: self._on_resign,
+        }
+
+    # ------------------------------------------------------------------ the one entry point
+
+    def step(self, event: Event) -> list[Action]:
+        if self._stopped:
+            return []
+        self._now_ms = event.now_ms
+        self._expire_peers()
+        self._check_quorum()
+        match event:
+            case Start():
+                self._on_start()
+            case MessageReceived(message=message):
+                self._on_message(message)
+            case TimerFired(timer=timer):
+                self._on_timer(timer)
+            case PeerUnreachable(peer_id=peer_id):
+                self._on_unreachable(peer_id)
+            case ShutdownRequested():
+                self._on_shutdown()
+        if not self._stopped:
+            self._check_quorum()
+            self._arm_detector()
+            self._publish()
+        out, self._out = self._out, []
+        return out
+
+    def view(self, now_ms: int) -> NodeView:
+        peers = {}
+        for peer_id in self.settings.peer_ids:
+            heard_ms = self._detector.last_heard_ms(peer_id)
+            peers[peer_id] = PeerView(
+                state=self._detector.state(peer_id),
+                last_seen_ms=None if heard_ms is None else max(0, now_ms - heard_ms),
+            )
+        return NodeView(
+            node_id=self.node_id,
+            algorithm=self.name,
+            role=self._role(),
+            leader_id=self._leader_id,
+            epoch=self._durable.epoch,
+            peers=peers,
+            quorum_size=self.settings.quorum_size,
+            reachable=self._reachable(),
+        )
+
+    # ------------------------------------------------------------------ hooks for algorithms
+
+    def _start_election(self) -> None:
+        """Run the algorithm's election; it ends in `_propose()` on the node that should lead."""
+        self._propose()
+
+    def _on_peer_unavailable(self, peer_id: int) -> None:
+        """A peer became suspected or hinted unreachable (after the leader check)."""
+
+    def _reset_election(self) -> None:
+        """Forget algorithm-specific election state (a leader is known, or quorum is gone)."""
+
+    def _is_electing(self) -> bool:
+        """An algorithm-specific election is in flight."""
+        return False
+
+    def _on_algorithm_timer(self, timer: TimerId) -> None:
+        """ELECTION (and other algorithm timers) fired."""
+
+    def _wait_for_coordinator(self) -> None:
+        """This node deferred to a candidate: give it election_timeout to announce itself."""
+        self._set_timer(TimerId.COORDINATOR, self.settings.election_timeout_ms)
+
+    # ------------------------------------------------------------------ small helpers
+
+    @property
+    def node_id(self) -> int:
+        return self.settings.node_id
+
+    @property
+    def epoch(self) -> int:
+        return self._durable.epoch
+
+    def _emit(self, action: Action) -> None:
+        self._out.append(action)
+
+    def _log(self, event: str, message: str, level: LogLevel = LogLevel.INFO, **fields: int | None) -> None:
+        self._emit(
+            Log(
+                event=event,
+                message=f"node {self.node_id} {message}",
+                level=level,
+                peer_id=fields.get("peer_id"),
+                epoch=fields.get("epoch", self.epoch),
+                leader_id=fields.get("leader_id", self._leader_id),
+            )
+        )
+
+    def _send(self, peer_id: int, message: Message) -> None:
+        self._emit(Send(peer_id, message))
+
+    def _broadcast(self, message: Message) -> None:
+        self._emit(Broadcast(message))
+
+    def _set_timer(self, timer: TimerId, delay_ms: int) -> None:
+        self._emit(SetTimer(timer, self._now_ms + delay_ms))
+
+    def _cancel_timer(self, timer: TimerId) -> None:
+        self._emit(CancelTimer(timer))
+
+    def _persist(self, state: DurableState) -> None:
+        if state.epoch < self._durable.epoch:
+            raise LocalProtocolError(f"epoch would go backwards: {self._durable.epoch} -> {state.epoch}")
+        self._durable = state
+        self._emit(Persist(state))
+
+    def _heartbeat(self) -> Heartbeat:
+        return Heartbeat(
+            sender=self.node_id,
+            epoch=self.epoch,
+            leader_id=self.node_id if self._is_leader else self._leader_id,
+        )
+
+    def _reachable(self) -> int:
+        return 1 + self._detector.alive_count()
+
+    def _quorum_reachable(self) -> bool:
+        return self._reachable() >= self.settings.quorum_size
+
+    def _leader_is_live(self) -> bool:
+        return self._leader_id is not None and self._detector.is_available(self._leader_id)
+
+    def _electing(self) -> bool:
+        return self._proposal is not None or self._backoff_pending or self._is_electing()
+
+    def _role(self) -> Role:
+        if self._is_leader:
+            return Role.LEADER
+        if self._leader_id is not None:
+            return Role.FOLLOWER
+        if not self._quorum_reachable():
+            return Role.NO_QUORUM
+        return Role.CANDIDATE if self._electing() else Role.FOLLOWER
+
+    def _publish(self) -> None:
+        current = (self._role(), self._leader_id, self.epoch)
+        if current != self._published:
+            self._published = current
+            self._emit(RoleChanged(*current))
+
+    # ------------------------------------------------------------------ failure detection and quorum
+
+    def _expire_peers(self) -> None:
+        for peer_id in self._detector.expire(self._now_ms):
+            self._log(
+                "peer_suspected",
+                f"suspects peer {peer_id}: silent for {self.settings.failure_timeout_ms} ms",
+                LogLevel.WARNING,
+                peer_id=peer_id,
+            )
+            self._peer_down(peer_id)
+
+    def _arm_detector(self) -> None:
+        # Deadlines only move later as peers are heard, so the timer is re-armed only when it is not
+        # armed or a new peer's deadline is earlier; a timer that fires early just re-arms.
+        deadline_ms = self._detector.next_deadline_ms()
+        if deadline_ms is None:
+            if self._detector_armed_at_ms is not None:
+                self._detector_armed_at_ms = None
+                self._cancel_timer(TimerId.DETECTOR)
+            return
+        if self._detector_armed_at_ms is None or deadline_ms < self._detector_armed_at_ms:
+            self._detector_armed_at_ms = deadline_ms
+            self._emit(SetTimer(TimerId.DETECTOR, deadline_ms))
+
+    def _peer_down(self, peer_id: int) -> None:
+        if peer_id == self._leader_id and not self._is_leader:
+            self._leader_lost(f"leader {peer_id} is unreachable")
+        self._on_peer_unavailable(peer_id)
+
+    def _check_quorum(self) -> None:
+        has_quorum = self._quorum_reachable()
+        if not has_quorum and (self._is_leader or self._leader_id is not None or self._electing()):
+            reachable = self._reachable()
+            self._log(
+                "quorum_lost",
+                f"hears only {reachable} of {self.settings.cluster_size} nodes "
+                f"(quorum {self.settings.quorum_size}) within {self.settings.failure_timeout_ms} ms",
+                LogLevel.WARNING,
+            )
+            if self._is_leader:
+                self._step_down("quorum lost")
+            self._leader_id = None
+            self._abandon_election()
+        elif has_quorum and not self._had_quorum and self._leader_id is None and not self._is_leader:
+            # A majority just became reachable (start-up, heal): listen for a leader before electing.
+            self._set_timer(TimerId.LISTEN, self.settings.listen_ms)
+        self._had_quorum = has_quorum
+
+    # ------------------------------------------------------------------ events
+
+    def _on_start(self) -> None:
+        self._log(
+            "started", f"started ({self.name}, epoch {self.epoch}, {self.settings.cluster_size} members)"
+        )
+        self._broadcast(self._heartbeat())
+        self._set_timer(TimerId.HEARTBEAT, self.settings.heartbeat_interval_ms)
+        self._set_timer(TimerId.LISTEN, self.settings.listen_ms)
+
+    def _on_message(self, message: Message) -> None:
+        sender = message.sender
+        if sender not in self._detector.peer_ids or sender == self.node_id:
+            self._log(
+                "message_rejected", f"ignores {message.type} from non-member {sender}", LogLevel.WARNING
+            )
+            return
+        if self._detector.heard(sender, self._now_ms):
+            self._log("peer_recovered", f"hears peer {sender} again", LogLevel.NOTICE, peer_id=sender)
+            self._send(sender, self._heartbeat())  # a rejoining peer learns the leader at once
+        handler = self.handlers.get(message.type)
+        if handler is not None:
+            handler(message)
+
+    def _on_timer(self, timer: TimerId) -> None:
+        if timer is TimerId.HEARTBEAT:
+            self._broadcast(self._heartbeat())
+            self._set_timer(TimerId.HEARTBEAT, self.settings.heartbeat_interval_ms)
+        elif timer is TimerId.DETECTOR:
+            self._detector_armed_at_ms = None  # expiry already ran at the top of step()
+        elif timer is TimerId.LISTEN:
+            if self._leader_id is None and not self._is_leader and not self._electing():
+                self._begin_election("no leader heard while listening")
+        elif timer is TimerId.BACKOFF:
+            self._backoff_pending = False
+            if self._leader_id is None and not self._is_leader:
+                self._begin_election("retry after backoff")
+        elif timer is TimerId.PROPOSAL:
+            if self._proposal is not None:
+                self._fail_attempt(f"no majority answered for epoch {self._proposal.epoch} in time")
+        elif timer is TimerId.COORDINATOR:
+            if self._leader_id is None and not self._is_leader:
+                self._reset_election()
+                self._begin_election("no COORDINATOR arrived in time")
+        else:
+            self._on_algorithm_timer(timer)
+
+    def _on_unreachable(self, peer_id: int) -> None:
+        if peer_id in self._detector.peer_ids and self._detector.hint_unreachable(peer_id):
+            self._peer_down(peer_id)
+
+    def _on_shutdown(self) -> None:
+        if self._is_leader:
+            self._broadcast(Resign(sender=self.node_id, epoch=self.epoch))
+            self._log(
+                "resigned", f"resigns leadership of epoch {self.epoch} (shutting down)", LogLevel.NOTICE
+            )
+            self._is_leader = False
+            self._leader_id = None
+            self._publish()
+        self._stopped = True
+
+    # ------------------------------------------------------------------ leadership transitions
+
+    def _begin_election(self, reason: str) -> None:
+        if self._is_leader or self._leader_id is not None or self._electing():
+            return
+        if not self._quorum_reachable():
+            return  # reported as no-quorum; the LISTEN timer re-arms when a majority is back
+        self._log("election_started", f"starts an election: {reason}")
+        self._start_election()
+
+    def _leader_lost(self, reason: str) -> None:
+        if self._leader_id is None:
+            return
+        self._log("leader_lost", reason, LogLevel.WARNING)
+        self._leader_id = None
+        self._begin_election(reason)
+
+    def _step_down(self, reason: str) -> None:
+        if not self._is_leader:
+            return
+        self._log("stepped_down", f"steps down as leader of epoch {self.epoch}: {reason}", LogLevel.WARNING)
+        self._is_leader = False
+        self._leader_id = None
+
+    def _become_leader(self, epoch: int) -> None:
+        if self._durable != DurableState(epoch, self.node_id):
+            raise LocalProtocolError(f"would lead epoch {epoch} without having persisted it: {self._durable}")
+        self._abandon_election()
+        self._is_leader = True
+        self._leader_id = self.node_id
+        self._failed_attempts = 0
+        self._log("became_leader", f"became leader of epoch {epoch}", LogLevel.NOTICE)
+        self._broadcast(Coordinator(self.node_id, epoch, self.node_id, self.node_id))
+
+    def _accept_leader(self, leader_id: int, epoch: int) -> None:
+        self._step_down(f"node {leader_id} leads the higher epoch {epoch}")
+        if epoch > self.epoch:
+            self._persist(DurableState(epoch, None))
+        self._abandon_election()
+        self._failed_attempts = 0
+        if self._leader_id != leader_id:
+            self._leader_id = leader_id
+            self._log("leader_accepted", f"follows leader {leader_id} of epoch {epoch}", LogLevel.NOTICE)
+
+    def _abandon_election(self) -> None:
+        self._proposal = None
+        self._backoff_pending = False
+        for timer in (TimerId.PROPOSAL, TimerId.BACKOFF, TimerId.COORDINATOR, TimerId.LISTEN):
+            self._cancel_timer(timer)
+        self._reset_election()
+
+    # ------------------------------------------------------------------ proposals and promises
+
+    def _propose(self) -> None:
+        """Run for leader: pre-vote, then the binding proposal; lead once a majority promised."""
+        if not self._quorum_reachable():
+            self._fail_attempt("no majority reachable")
+            return
+        self._proposal = Proposal(epoch=self.epoch + 1, pre_vote=True, grants={self.node_id})
+        self._proposal.known_epoch = self.epoch
+        self._broadcast(Propose(self.node_id, self._proposal.epoch, pre_vote=True))
+        self._set_timer(TimerId.PROPOSAL, self.settings.election_timeout_ms)
+        self._tally()
+
+    def _tally(self) -> None:
+        proposal = self._proposal
+        if proposal is None:
+            return
+        if len(proposal.grants) >= self.settings.quorum_size:
+            if proposal.pre_vote:
+                epoch = max(self.epoch, proposal.known_epoch) + 1
+                self._persist(DurableState(epoch, self.node_id))
+                self._proposal = Proposal(epoch=epoch, pre_vote=False, grants={self.node_id})
+                self._proposal.known_epoch = epoch
+                self._broadcast(Propose(self.node_id, epoch, pre_vote=False))
+                self._set_timer(TimerId.PROPOSAL, self.settings.election_timeout_ms)
+                self._tally()
+            else:
+                self._become_leader(proposal.epoch)
+        elif len(proposal.rejects) > self.settings.cluster_size - self.settings.quorum_size:
+            phase = "pre-vote" if proposal.pre_vote else "proposal"
+            self._fail_attempt(f"a majority rejected the {phase} for epoch {proposal.epoch}")
+
+    def _fail_attempt(self, reason: str) -> None:
+        self._proposal = None
+        self._cancel_timer(TimerId.PROPOSAL)
+        self._reset_election()
+        self._failed_attempts += 1
+        delay_ms = min(
+            self.settings.backoff_base_ms * 2 ** min(self._failed_attempts - 1, 16),
+            self.settings.backoff_cap_ms,
+        )
+        delay_ms = max(1, int(delay_ms * (0.5 + self._rng.random())))
+        self._log("election_failed", f"does not lead: {reason}; retries in {delay_ms} ms", LogLevel.WARNING)
+        self._backoff_pending = True
+        self._set_timer(TimerId.BACKOFF, delay_ms)
+
+    def _may_promise(self, candidate: int, epoch: int, pre_vote: bool) -> bool:
+        if epoch < self.epoch:
+            return False
+        if epoch == self.epoch and (pre_vote or self._durable.voted_for != candidate):
+            return False  # at most one candidate per epoch; a repeat to the same one is answered again
+        if self._is_leader:
+            return self.settings.preempt and candidate > self.node_id
+        if self._leader_is_live():
+            assert self._leader_id is not None
+            return self.settings.preempt and candidate > self._leader_id
+        return True
+
+    def _on_propose(self, message: Propose) -> None:
+        granted = self._may_promise(message.sender, message.epoch, message.pre_vote)
+        if granted and not message.pre_vote:
+            self._step_down(f"promised epoch {message.epoch} to node {message.sender}")
+            self._persist(DurableState(message.epoch, message.sender))
+            self._leader_id = None
+            self._abandon_election()
+            self._wait_for_coordinator()
+        self._send(
+            message.sender,
+            Promise(self.node_id, message.epoch, message.pre_vote, granted=granted, known_epoch=self.epoch),
+        )
+
+    def _on_promise(self, message: Promise) -> None:
+        proposal = self._proposal
+        if proposal is None or message.epoch != proposal.epoch or message.pre_vote != proposal.pre_vote:
+            return  # an answer to an earlier attempt
+        proposal.known_epoch = max(proposal.known_epoch, message.known_epoch)
+        (proposal.grants if message.granted else proposal.rejects).add(message.sender)
+        self._tally()
+
+    # ------------------------------------------------------------------ leader announcements
+
+    def _on_heartbeat(self, message: Heartbeat) -> None:
+        if message.leader_id == message.sender:
+            self._on_leader_claim(message.sender, message.epoch, via=message.sender)
+            return
+        if message.sender == self._leader_id and not self._is_leader:
+            self._leader_lost(f"leader {message.sender} no longer claims to lead")
+        elif self._is_leader and message.epoch > self.epoch:
+            self._step_down(f"node {message.sender} knows the higher epoch {message.epoch}")
+            self._begin_election("stepped down")
+
+    def _on_coordinator(self, message: Coordinator) -> None:
+        self._on_leader_claim(message.leader_id, message.epoch, via=message.sender)
+
+    def _on_leader_claim(self, leader_id: int, epoch: int, via: int) -> None:
+        if leader_id == self.node_id:
+            return
+        if epoch < self.epoch:
+            self._log(
+                "message_rejected",
+                f"rejects node {leader_id} as leader: its epoch {epoch} is below ours {self.epoch}",
+                LogLevel.WARNING,
+                peer_id=via,
+            )
+            self._send(via, self._heartbeat())  # fence: the stale leader learns the higher epoch
+            return
+        if epoch == self.epoch and self._is_leader:
+            raise LocalProtocolError(f"node {leader_id} claims epoch {epoch}, which this node leads")
+        if self.settings.preempt and leader_id < self.node_id:
+            # Classic Bully: a higher id does not follow a lower one; it takes over.
+            self._step_down(f"node {leader_id} leads the higher epoch {epoch}")
+            if epoch > self.epoch:
+                self._persist(DurableState(epoch, None))
+            self._leader_id = None
+            self._begin_election(f"preempts leader {leader_id}")
+            return
+        self._accept_leader(leader_id, epoch)
+
+    def _on_resign(self, message: Resign) -> None:
+        self._detector.hint_unreachable(message.sender)
+        if message.sender == self._leader_id and message.epoch == self.epoch:
+            reason = f"leader {message.sender} resigned epoch {message.epoch}"
+            self._log("leader_lost", reason, LogLevel.NOTICE)
+            self._leader_id = None
+            self._abandon_election()
+            self._begin_election(f"leader {message.sender} resigned")
+        self._on_peer_unavailable(message.sender)
