@@ -83,6 +83,7 @@ class ElectionNode:
         self._proposal: Proposal | None = None
         self._backoff_pending = False
         self._failed_attempts = 0
+        self._highest_epoch_seen = state.epoch  # volatile: from voters' answers, to propose above them
         self._had_quorum = False
         self._detector_armed_at_ms: int | None = None
         self._published: tuple[Role, int | None, int] | None = None
@@ -410,8 +411,10 @@ class ElectionNode:
         if not self._quorum_reachable():
             self._fail_attempt("no majority reachable")
             return
-        self._proposal = Proposal(epoch=self.epoch + 1, pre_vote=True, grants={self.node_id})
-        self._proposal.known_epoch = self.epoch
+        # Rejections taught us of higher epochs: ask for one above all of them, or we would be refused again.
+        known_epoch = max(self.epoch, self._highest_epoch_seen)
+        self._proposal = Proposal(epoch=known_epoch + 1, pre_vote=True, grants={self.node_id})
+        self._proposal.known_epoch = known_epoch
         self._broadcast(Propose(self.node_id, self._proposal.epoch, pre_vote=True))
         self._set_timer(TimerId.PROPOSAL, self.settings.election_timeout_ms)
         self._tally()
@@ -431,9 +434,22 @@ class ElectionNode:
                 self._tally()
             else:
                 self._become_leader(proposal.epoch)
-        elif len(proposal.rejects) > self.settings.cluster_size - self.settings.quorum_size:
-            phase = "pre-vote" if proposal.pre_vote else "proposal"
-            self._fail_attempt(f"a majority rejected the {phase} for epoch {proposal.epoch}")
+        else:
+            # Voters that are suspected or unreachable will not answer in time: fail early instead of
+            # waiting out the whole election_timeout for a majority that cannot form.
+            may_still_grant = [
+                peer_id
+                for peer_id in self.settings.peer_ids
+                if peer_id not in proposal.grants
+                and peer_id not in proposal.rejects
+                and self._detector.is_available(peer_id)
+            ]
+            if len(proposal.grants) + len(may_still_grant) < self.settings.quorum_size:
+                phase = "pre-vote" if proposal.pre_vote else "proposal"
+                self._fail_attempt(
+                    f"{len(proposal.rejects)} rejected the {phase} for epoch {proposal.epoch} "
+                    f"and too few others can answer"
+                )
 
     def _fail_attempt(self, reason: str) -> None:
         self._proposal = None
@@ -478,6 +494,7 @@ class ElectionNode:
         proposal = self._proposal
         if proposal is None or message.epoch != proposal.epoch or message.pre_vote != proposal.pre_vote:
             return  # an answer to an earlier attempt
+        self._highest_epoch_seen = max(self._highest_epoch_seen, message.known_epoch)
         proposal.known_epoch = max(proposal.known_epoch, message.known_epoch)
         (proposal.grants if message.granted else proposal.rejects).add(message.sender)
         self._tally()
@@ -500,6 +517,8 @@ class ElectionNode:
     def _on_leader_claim(self, leader_id: int, epoch: int, via: int) -> None:
         if leader_id == self.node_id:
             return
+        if not self._quorum_reachable():
+            return  # cut off from a majority: we would drop this leader at once (quorum_lost)
         if epoch < self.epoch:
             self._log(
                 "message_rejected",
