@@ -1,0 +1,93 @@
+"""Checkers over a whole cluster history that need no ground truth of the network.
+
+They read only what nodes logged (the journald contract), so the same code judges simulator histories
+and `journalctl -o json` collected from real hosts. Each returns violations that explain themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from node.history.model import HistoryEvent, ordered
+
+BECAME_LEADER = "became_leader"
+
+# Events whose EPOCH field is the logging node's own epoch (the highest it has promised or accepted).
+# Others may carry someone else's epoch: `message_rejected` logs the stale epoch it refused, and an
+# election may log the epoch it only proposes. Only these feed the "epochs never decrease" rule.
+OWN_EPOCH_EVENTS = frozenset({"started", "became_leader", "leader_accepted", "stepped_down", "stopping"})
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryViolation:
+    rule: str
+    explanation: str
+    events: tuple[HistoryEvent, ...]
+
+    def describe(self) -> str:
+        lines = [f"[{self.rule}] {self.explanation}"]
+        lines += [f"    {event.describe()}" for event in self.events]
+        return "\n".join(lines)
+
+
+def check_one_leader_per_epoch(events: Iterable[HistoryEvent]) -> list[HistoryViolation]:
+    """Rule 1: no two nodes log `became_leader` under the same epoch, ever."""
+    first_by_epoch: dict[int, HistoryEvent] = {}
+    reported: set[tuple[int, int]] = set()
+    violations = []
+    for event in ordered(events):
+        if event.event != BECAME_LEADER:
+            continue
+        if event.epoch is None:
+            violations.append(
+                HistoryViolation("one-leader-per-epoch", "became_leader without an EPOCH field", (event,))
+            )
+            continue
+        first = first_by_epoch.setdefault(event.epoch, event)
+        if first.node_id != event.node_id and (event.epoch, event.node_id) not in reported:
+            reported.add((event.epoch, event.node_id))
+            violations.append(
+                HistoryViolation(
+                    "one-leader-per-epoch",
+                    f"nodes {first.node_id} and {event.node_id} both became leader under epoch {event.epoch}",
+                    (first, event),
+                )
+            )
+    return violations
+
+
+def check_epochs_monotonic(events: Iterable[HistoryEvent]) -> list[HistoryViolation]:
+    """Rule 2: on every node, the epoch of its own-epoch events never decreases (restarts included:
+    a `started` event with a lower epoch than before the restart is a violation)."""
+    highest: dict[int, HistoryEvent] = {}
+    violations = []
+    for event in ordered(events):
+        if event.event not in OWN_EPOCH_EVENTS or event.epoch is None:
+            continue
+        previous = highest.get(event.node_id)
+        if previous is not None and previous.epoch is not None and event.epoch < previous.epoch:
+            violations.append(
+                HistoryViolation(
+                    "epochs-monotonic",
+                    f"node {event.node_id} went back from epoch {previous.epoch} to {event.epoch}"
+                    + (" across a restart" if event.event == "started" else ""),
+                    (previous, event),
+                )
+            )
+            continue
+        highest[event.node_id] = event
+    return violations
+
+
+Checker = Callable[[Iterable[HistoryEvent]], list[HistoryViolation]]
+CHECKERS: dict[str, Checker] = {
+    "one-leader-per-epoch": check_one_leader_per_epoch,
+    "epochs-monotonic": check_epochs_monotonic,
+}
+
+
+def check_history(events: Iterable[HistoryEvent]) -> list[HistoryViolation]:
+    """Every checker over one history."""
+    history = list(events)
+    return [violation for checker in CHECKERS.values() for violation in checker(history)]

@@ -1,0 +1,132 @@
+"""`leader-node simulate`: seed sweeps of the deterministic simulator.
+
+    leader-node simulate --algorithm bully|ring --nodes N --seeds K [--seed S] [--jobs J]
+
+Runs seeds S, S+1, ..., S+K-1 (S defaults to 0, K to 1). Every failing seed is printed with its
+violation and the line "reproduce with: leader-node simulate --algorithm A --nodes N --seed S"; a
+single-seed run also prints its trace hash and, on failure, the end of its trace (`--trace FILE` writes
+the whole trace). The last line is a summary: seeds, failures, elections, leader changes, time.
+
+Exit status: 0 every seed passed; 1 at least one safety violation (it wins over liveness); 2 at least
+one liveness violation and no safety violation; 64 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import NoReturn, TextIO
+
+from node.algorithms import ALGORITHMS
+from node.sim.runner import NODE_COUNT_MAX, RunConfig, RunResult, sweep
+
+EXIT_OK = 0
+EXIT_SAFETY = 1
+EXIT_LIVENESS = 2
+EXIT_USAGE = 64
+SEEDS_MAX = 10_000_000
+JOBS_MAX = 256
+TRACE_TAIL_PRINTED = 60
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="leader-node simulate", description="Deterministic simulator seed sweep.")
+    parser.add_argument("--algorithm", required=True, choices=ALGORITHMS)
+    parser.add_argument("--nodes", type=int, default=5, help=f"cluster size, 1..{NODE_COUNT_MAX}")
+    parser.add_argument("--seeds", type=int, default=1, help="how many seeds (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1; 0 = all CPUs)")
+    parser.add_argument("--trace", metavar="FILE", help="single seed: write the whole trace to FILE")
+    return parser
+
+
+def main(argv: list[str], out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    try:
+        args = _parser().parse_args(argv)
+        if not 1 <= args.nodes <= NODE_COUNT_MAX:
+            raise UsageError(f"--nodes must lie in [1, {NODE_COUNT_MAX}]")
+        if not 1 <= args.seeds <= SEEDS_MAX or args.seed < 0:
+            raise UsageError(f"--seeds must lie in [1, {SEEDS_MAX}] and --seed must be >= 0")
+        if args.trace and args.seeds != 1:
+            raise UsageError("--trace needs a single seed")
+        jobs = args.jobs if args.jobs > 0 else os.cpu_count() or 1
+        if jobs > JOBS_MAX:
+            raise UsageError(f"--jobs must be at most {JOBS_MAX}")
+    except UsageError as exc:
+        print(f"leader-node simulate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configs = [
+        RunConfig(args.algorithm, args.nodes, seed, keep_trace=bool(args.trace))
+        for seed in range(args.seed, args.seed + args.seeds)
+    ]
+    started = time.monotonic()
+    single = args.seeds == 1
+    results = sweep(configs, jobs=min(jobs, len(configs)), on_result=lambda r: _report(r, single, out))
+    wall_s = time.monotonic() - started
+    if args.trace and results[0].trace_lines is not None:
+        with open(args.trace, "w", encoding="utf-8") as handle:
+            handle.writelines(line + "\n" for line in results[0].trace_lines)
+    print(summary(results, wall_s), file=out)
+    return exit_code(results)
+
+
+def exit_code(results: list[RunResult]) -> int:
+    if any(r.safety_failed for r in results):
+        return EXIT_SAFETY
+    if any(not r.ok for r in results):
+        return EXIT_LIVENESS
+    return EXIT_OK
+
+
+def _report(result: RunResult, single: bool, out: TextIO) -> None:
+    config = result.config
+    if single:
+        converged = "never" if result.convergence_ms is None else f"{result.convergence_ms} ms"
+        print(
+            f"seed {config.seed}: trace {result.trace_hash} events={result.events}"
+            f" virtual={result.virtual_ms} ms healed at {result.healed_ms} ms, one leader after {converged}",
+            file=out,
+        )
+    if result.ok:
+        return
+    for violation in result.violations:
+        print(f"seed {config.seed}: {violation.describe()}", file=out)
+    if single:
+        print("trace tail:", file=out)
+        for line in result.trace_tail[-TRACE_TAIL_PRINTED:]:
+            print(f"  {line}", file=out)
+    print(
+        f"reproduce with: leader-node simulate --algorithm {config.algorithm}"
+        f" --nodes {config.node_count} --seed {config.seed}",
+        file=out,
+    )
+
+
+def summary(results: list[RunResult], wall_s: float) -> str:
+    safety = sum(1 for r in results if r.safety_failed)
+    liveness = sum(1 for r in results if not r.ok and not r.safety_failed)
+    converged = [r.convergence_ms for r in results if r.convergence_ms is not None]
+    worst = f"{max(converged)} ms" if converged else "n/a"
+    virtual_s = sum(r.virtual_ms for r in results) / 1000
+    return (
+        f"simulate: seeds={len(results)} ok={len(results) - safety - liveness} safety={safety}"
+        f" liveness={liveness} elections={sum(r.elections for r in results)}"
+        f" leader_changes={sum(r.leader_changes for r in results)}"
+        f" worst_convergence={worst} virtual={virtual_s:.0f}s wall={wall_s:.1f}s"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

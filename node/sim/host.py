@@ -1,0 +1,101 @@
+"""One simulated node: the process (an algorithm object, its timers) and its disk.
+
+A crash drops the process and keeps the disk; a restart builds a new algorithm object from the disk's
+`DurableState`. Every life of a node has its own `incarnation` number: timers, deliveries and hints
+addressed to an earlier life are discarded when they come due.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from node.core.actions import Role
+from node.core.events import TimerId
+from node.core.messages import Message
+from node.core.protocol import Algorithm
+from node.core.settings import Settings
+from node.core.state import DurableState
+
+MAX_STASHED_ITEMS = 10_000  # work queued for a paused node (a socket buffer); beyond it, new work is lost
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    dst: int
+    incarnation: int
+    src: int
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class TimerDue:
+    node_id: int
+    incarnation: int
+    timer: TimerId
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class HintDue:
+    """The transport of `node_id` saw its connection to `peer_id` refused or reset."""
+
+    node_id: int
+    incarnation: int
+    peer_id: int
+
+
+NodeItem = Delivery | TimerDue | HintDue
+
+
+class SimNode:
+    def __init__(self, settings: Settings) -> None:
+        self.node_id = settings.node_id
+        self.settings = settings
+        self.disk = DurableState()
+        self.algorithm: Algorithm | None = None
+        self.incarnation = 0
+        self.started_ms = 0
+        self.timers: dict[TimerId, int] = {}  # armed timer -> generation
+        self.paused = False
+        self.stash: deque[NodeItem] = deque()
+        self.stash_overflow = 0
+        self.heard_ms: dict[int, int] = {}  # peer -> last delivery time, in this life
+        self.connected: set[int] = set()  # peers with an open connection to this life
+        self.role = Role.FOLLOWER
+        self.leader_id: int | None = None
+        self.epoch = 0
+        self.restarted = False  # no step yet since the last (re)start
+
+    @property
+    def alive(self) -> bool:
+        return self.algorithm is not None
+
+    @property
+    def running(self) -> bool:
+        """Alive and able to act (not SIGSTOPped)."""
+        return self.algorithm is not None and not self.paused
+
+    def stash_item(self, item: NodeItem) -> None:
+        if len(self.stash) >= MAX_STASHED_ITEMS:
+            self.stash_overflow += 1
+            return
+        self.stash.append(item)
+
+    def kill(self) -> None:
+        """SIGKILL: memory, timers and queued work are gone; the disk stays."""
+        self.algorithm = None
+        self.timers.clear()
+        self.paused = False
+        self.stash.clear()
+        self.heard_ms.clear()
+        self.connected.clear()
+        self.role = Role.FOLLOWER
+        self.leader_id = None
+
+    def reborn(self, algorithm: Algorithm, now_ms: int) -> None:
+        self.kill()
+        self.incarnation += 1
+        self.algorithm = algorithm
+        self.started_ms = now_ms
+        self.restarted = True

@@ -1,0 +1,253 @@
+"""Safety and liveness invariants, checked by the simulator after every step.
+
+The monitors see only observations (what a node persisted, sent, logged and reports in its view), never
+the simulator itself, so that tests can feed them hand-made bad observations.
+
+Safety rules (ARCHITECTURE.md, "Safety rules"):
+1. one-leader-per-epoch: no two nodes ever lead under the same epoch. Also checked against ground truth:
+   a node becomes leader of E only when a majority has *persisted* a promise of E to it
+   (`leader-without-quorum`), and a node never persists two different promises for one epoch
+   (`double-promise`).
+2. epochs-monotonic: a node's view epoch and durable epoch never decrease, across restarts too.
+   persist-before-send: no message asserts an epoch above the sender's durable epoch at send time, a
+   view epoch is never above the durable epoch after a step, and a leader's epoch is durable.
+3. stale-leader: a live, running node never reports role leader after it has received nothing from
+   floor(N/2) distinct peers for more than `failure_timeout_ms + slack_ms`. The scheduler fires a timer
+   at exactly its `at_ms`, so the slack the simulator needs is 0 ms (default); a paused node is exempt
+   while paused (it cannot act) and is checked again from its first step after resuming.
+4. liveness: see `LivenessMonitor`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from node.core.actions import Role
+from node.core.messages import Message, Promise, Propose
+from node.core.settings import quorum_size
+from node.core.state import DurableState
+
+SAFETY = "safety"
+LIVENESS = "liveness"
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    kind: str  # SAFETY or LIVENESS
+    rule: str
+    time_ms: int
+    node_id: int | None
+    detail: str
+
+    def describe(self) -> str:
+        where = f"node {self.node_id}" if self.node_id is not None else "cluster"
+        return f"{self.kind} violation [{self.rule}] at {self.time_ms} ms, {where}: {self.detail}"
+
+
+class InvariantViolatedError(Exception):
+    def __init__(self, violation: Violation) -> None:
+        super().__init__(violation.describe())
+        self.violation = violation
+
+
+def asserted_epochs(message: Message) -> tuple[int, ...]:
+    """The epochs a message claims the sender has durably promised or accepted.
+
+    A pre-vote PROPOSE binds no one, so its epoch is not persisted; a PROMISE echoes the asked epoch,
+    which the voter made durable only when it granted a binding promise.
+    """
+    if isinstance(message, Propose):
+        return () if message.pre_vote else (message.epoch,)
+    if isinstance(message, Promise):
+        if message.granted and not message.pre_vote:
+            return (message.known_epoch, message.epoch)
+        return (message.known_epoch,)
+    return (message.epoch,)
+
+
+@dataclass(slots=True)
+class SafetyMonitor:
+    cluster_size: int
+    failure_timeout_ms: int
+    slack_ms: int = 0
+    fail_fast: bool = True
+    violations: list[Violation] = field(default_factory=list)
+    leader_of_epoch: dict[int, int] = field(default_factory=dict)
+    promises: dict[tuple[int, int], set[int]] = field(default_factory=dict)  # (epoch, candidate)
+    max_view_epoch: dict[int, int] = field(default_factory=dict)
+
+    def _fail(self, rule: str, now_ms: int, node_id: int | None, detail: str) -> None:
+        violation = Violation(SAFETY, rule, now_ms, node_id, detail)
+        self.violations.append(violation)
+        if self.fail_fast:
+            raise InvariantViolatedError(violation)
+
+    def on_persist(self, now_ms: int, node_id: int, old: DurableState, new: DurableState) -> None:
+        if new.epoch < old.epoch:
+            self._fail(
+                "epochs-monotonic", now_ms, node_id, f"durable epoch went from {old.epoch} to {new.epoch}"
+            )
+        if new.voted_for is None:
+            return
+        if new.epoch == old.epoch and old.epoch > 0 and new.voted_for != old.voted_for:
+            before = f"promised to {old.voted_for}" if old.voted_for is not None else "accepted"
+            self._fail(
+                "double-promise",
+                now_ms,
+                node_id,
+                f"promised epoch {new.epoch} to {new.voted_for} after it had already {before} it",
+            )
+        self.promises.setdefault((new.epoch, new.voted_for), set()).add(node_id)
+
+    def on_send(self, now_ms: int, node_id: int, message: Message, durable_epoch: int) -> None:
+        for epoch in asserted_epochs(message):
+            if epoch > durable_epoch:
+                self._fail(
+                    "persist-before-send",
+                    now_ms,
+                    node_id,
+                    f"sent {message!r} carrying epoch {epoch} above its durable epoch {durable_epoch}",
+                )
+
+    def on_leader(self, now_ms: int, node_id: int, epoch: int) -> None:
+        holder = self.leader_of_epoch.setdefault(epoch, node_id)
+        if holder != node_id:
+            self._fail(
+                "one-leader-per-epoch", now_ms, node_id, f"leads epoch {epoch}, already led by node {holder}"
+            )
+        voters = self.promises.get((epoch, node_id), set())
+        if len(voters) < quorum_size(self.cluster_size):
+            self._fail(
+                "leader-without-quorum",
+                now_ms,
+                node_id,
+                f"leads epoch {epoch} with persisted promises from only {sorted(voters)}"
+                f" (quorum {quorum_size(self.cluster_size)} of {self.cluster_size})",
+            )
+
+    def on_view(
+        self, now_ms: int, node_id: int, *, role: Role, epoch: int, durable: DurableState, restarted: bool
+    ) -> None:
+        previous = self.max_view_epoch.get(node_id, 0)
+        if epoch < previous:
+            how = "across a restart" if restarted else "while running"
+            self._fail(
+                "epochs-monotonic", now_ms, node_id, f"view epoch went from {previous} to {epoch} {how}"
+            )
+        self.max_view_epoch[node_id] = max(previous, epoch)
+        if epoch > durable.epoch:
+            self._fail(
+                "persist-before-send",
+                now_ms,
+                node_id,
+                f"reports epoch {epoch} but only {durable.epoch} is durable (accepted without persisting)",
+            )
+        if role is Role.LEADER and epoch != durable.epoch:
+            self._fail(
+                "persist-before-send",
+                now_ms,
+                node_id,
+                f"leads under epoch {epoch} but its durable epoch is {durable.epoch}",
+            )
+
+    def check_stale_leader(
+        self, now_ms: int, node_id: int, epoch: int, heard_ms: dict[int, int], since_ms: int
+    ) -> None:
+        """`heard_ms`: when this node last received anything from each peer, in its current life;
+        `since_ms`: when that life began."""
+        needed = self.cluster_size // 2
+        if needed == 0:
+            return
+        recent = sorted(heard_ms.values(), reverse=True)
+        cut_off_since_ms = recent[needed - 1] if len(recent) >= needed else since_ms
+        silent_ms = now_ms - cut_off_since_ms
+        if silent_ms > self.failure_timeout_ms + self.slack_ms:
+            heard = ", ".join(f"{peer}@{at}" for peer, at in sorted(heard_ms.items())) or "nobody"
+            self._fail(
+                "stale-leader",
+                now_ms,
+                node_id,
+                f"leads epoch {epoch} but has heard from fewer than {needed} peers for {silent_ms} ms"
+                f" (failure_timeout {self.failure_timeout_ms} ms; last heard: {heard})",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSnapshot:
+    role: Role
+    leader_id: int | None
+    epoch: int
+
+
+@dataclass(slots=True)
+class LivenessMonitor:
+    """Rule 4: after faults stop at `healed_ms`, the `expected` nodes (alive and connected: all of them
+    or a majority) must agree on one leader among them, with one epoch, by `healed_ms + bound_ms`, and
+    keep that leader until the run ends (no churn without faults)."""
+
+    healed_ms: int
+    bound_ms: int
+    expected: frozenset[int]
+    converged_ms: int | None = None
+    leader_id: int | None = None
+    epoch: int | None = None
+    lost_ms: int | None = None
+    lost_detail: str = ""
+
+    def observe(self, now_ms: int, nodes: dict[int, NodeSnapshot]) -> None:
+        agreed = self._agreement(nodes)
+        if self.converged_ms is None:
+            if agreed is not None:
+                self.converged_ms = now_ms
+                self.leader_id, self.epoch = agreed
+        elif self.lost_ms is None and agreed != (self.leader_id, self.epoch):
+            self.lost_ms = now_ms
+            self.lost_detail = _describe(nodes, self.expected)
+
+    def _agreement(self, nodes: dict[int, NodeSnapshot]) -> tuple[int, int] | None:
+        leaders = [node_id for node_id, snap in nodes.items() if snap.role is Role.LEADER]
+        if len(leaders) != 1 or leaders[0] not in self.expected:
+            return None
+        leader_id = leaders[0]
+        epoch = nodes[leader_id].epoch
+        for node_id in self.expected:
+            snap = nodes.get(node_id)
+            if snap is None or snap.leader_id != leader_id or snap.epoch != epoch:
+                return None
+        return leader_id, epoch
+
+    def finish(self, now_ms: int, nodes: dict[int, NodeSnapshot]) -> list[Violation]:
+        deadline_ms = self.healed_ms + self.bound_ms
+        if self.converged_ms is None or self.converged_ms > deadline_ms:
+            when = "never" if self.converged_ms is None else f"only at {self.converged_ms} ms"
+            return [
+                Violation(
+                    LIVENESS,
+                    "no-single-leader",
+                    min(now_ms, deadline_ms),
+                    None,
+                    f"healed at {self.healed_ms} ms; nodes {sorted(self.expected)} agreed on one leader"
+                    f" {when}"
+                    f" (bound {self.bound_ms} ms); at the end: {_describe(nodes, self.expected)}",
+                )
+            ]
+        if self.lost_ms is not None:
+            return [
+                Violation(
+                    LIVENESS,
+                    "leader-churn",
+                    self.lost_ms,
+                    None,
+                    f"agreed on leader {self.leader_id} epoch {self.epoch} at {self.converged_ms} ms, then"
+                    f" lost it without any fault: {self.lost_detail}",
+                )
+            ]
+        return []
+
+
+def _describe(nodes: dict[int, NodeSnapshot], expected: frozenset[int]) -> str:
+    parts = []
+    for node_id, snap in sorted(nodes.items()):
+        mark = "" if node_id in expected else " (not expected)"
+        parts.append(f"{node_id}:{snap.role.value}/leader={snap.leader_id}/epoch={snap.epoch}{mark}")
+    return "; ".join(parts)

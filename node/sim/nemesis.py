@@ -1,0 +1,282 @@
+"""Named fault schedules. During the safety phase the nemesis starts a random fault every so often
+(at most `max_concurrent` at once) and undoes it after a random duration; `heal_all` ends every fault.
+
+Faults: symmetric partitions into random halves (every split size, so 2|3 and 3|4 too), the leader
+isolated, one-way partitions (a leader that cannot hear, a leader that cannot speak, random sets),
+swizzle-clog (clog nodes one by one, unclog them in random order), crash/restart (random node, the
+leader, a fast systemd-style restart), pause (SIGSTOP/SIGCONT of a random node or the leader), and
+bursts of drops, duplicates, reordering and long delays.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from node.core.actions import Role
+from node.core.settings import Settings
+from node.sim.world import World
+
+Stop = Callable[[], None]
+
+FAULT_GAP_MS = (200, 4_000)  # between two fault starts
+FAULT_DURATION_MS = (300, 12_000)
+CLOG_STEP_MS = (100, 1_500)  # swizzle-clog: time between clogging (and unclogging) two nodes
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    heartbeat_interval_ms: int
+    failure_timeout_ms: int
+    election_timeout_ms: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Timers:
+        return cls(settings.heartbeat_interval_ms, settings.failure_timeout_ms, settings.election_timeout_ms)
+
+
+class Nemesis:
+    def __init__(self, world: World, rng: random.Random, names: tuple[str, ...], timers: Timers) -> None:
+        unknown = set(names) - set(NEMESES)
+        if unknown:
+            raise ValueError(f"unknown nemeses {sorted(unknown)}; known: {sorted(NEMESES)}")
+        self.world = world
+        self.rng = rng
+        self.names = tuple(sorted(set(names)))
+        self.timers = timers
+        self.max_concurrent = rng.choice((1, 2, 3))
+        self._active: dict[int, tuple[str, Stop]] = {}
+        self._next_fault_id = 1
+        self._until_ms = 0
+        self.started: dict[str, int] = {}
+
+    # --- schedule --------------------------------------------------------------------------------
+
+    def run_faults_until(self, until_ms: int) -> None:
+        self._until_ms = until_ms
+        self.world.call_at(self.world.now_ms + self.rng.randint(*FAULT_GAP_MS), "tick", self._tick)
+
+    def _tick(self) -> None:
+        now_ms = self.world.now_ms
+        if now_ms >= self._until_ms:
+            return
+        busy = {name for name, _ in self._active.values()}
+        choices = [name for name in self.names if name not in busy]
+        if choices and len(self._active) < self.max_concurrent:
+            name = self.rng.choice(choices)
+            stop = NEMESES[name](self)
+            if stop is not None:
+                self._register(name, stop)
+        self.world.call_at(now_ms + self.rng.randint(*FAULT_GAP_MS), "tick", self._tick)
+
+    def _register(self, name: str, stop: Stop) -> None:
+        fault_id = self._next_fault_id
+        self._next_fault_id += 1
+        self._active[fault_id] = (name, stop)
+        self.started[name] = self.started.get(name, 0) + 1
+        duration_ms = self.rng.randint(*FAULT_DURATION_MS)
+        stop_at_ms = self.world.now_ms + duration_ms
+        self.world.call_at(stop_at_ms, f"stop {name}#{fault_id}", functools.partial(self._end, fault_id))
+
+    def _end(self, fault_id: int) -> None:
+        entry = self._active.pop(fault_id, None)
+        if entry is not None:
+            entry[1]()
+
+    def heal_all(self) -> None:
+        """Stop every fault, heal the network, resume paused nodes, restart crashed ones."""
+        for fault_id in sorted(self._active):
+            self._end(fault_id)
+        self._until_ms = 0
+        world = self.world
+        world.network.heal()
+        world.release_held()
+        for node_id, node in world.nodes.items():
+            if node.paused:
+                world.resume(node_id)
+        for node_id, node in world.nodes.items():
+            if not node.alive:
+                world.start(node_id)
+        world.log("nemesis healed everything")
+
+    # --- helpers for the faults ------------------------------------------------------------------
+
+    def running_ids(self) -> list[int]:
+        return [node_id for node_id, node in self.world.nodes.items() if node.running]
+
+    def leader_or_random(self) -> int | None:
+        """A node that believes it leads (the highest epoch if several), else any running node."""
+        running = self.running_ids()
+        leaders = [n for n in running if self.world.nodes[n].role is Role.LEADER]
+        if leaders:
+            return max(leaders, key=lambda n: (self.world.nodes[n].epoch, n))
+        return self.rng.choice(running) if running else None
+
+
+# --- the faults: each starts one and returns how to undo it (None: not applicable now) -----------
+
+
+def partition_halves(nemesis: Nemesis) -> Stop:
+    world = nemesis.world
+    ids = list(world.nodes)
+    nemesis.rng.shuffle(ids)
+    half = len(ids) // 2
+    cut = nemesis.rng.choice([half, half, len(ids) - half, nemesis.rng.randint(1, len(ids) - 1)])
+    sides = [sorted(ids[:cut]), sorted(ids[cut:])]
+    world.log(f"nemesis partition {sides[0]} | {sides[1]}")
+    rule_id = world.network.partition(sides)
+    return lambda: world.network.unblock(rule_id)
+
+
+def isolate_leader(nemesis: Nemesis) -> Stop | None:
+    world = nemesis.world
+    target = nemesis.leader_or_random()
+    if target is None:
+        return None
+    others = [n for n in world.nodes if n != target]
+    world.log(f"nemesis isolate {target}")
+    rule_id = world.network.partition([[target], others])
+    return lambda: world.network.unblock(rule_id)
+
+
+def one_way(nemesis: Nemesis) -> Stop | None:
+    world = nemesis.world
+    rng = nemesis.rng
+    target = nemesis.leader_or_random()
+    if target is None:
+        return None
+    others = [n for n in world.nodes if n != target]
+    mode = rng.choice(("deaf", "mute", "random"))
+    if mode == "deaf":
+        sources, destinations = others, [target]
+    elif mode == "mute":
+        sources, destinations = [target], others
+    else:
+        ids = list(world.nodes)
+        rng.shuffle(ids)
+        cut = rng.randint(1, len(ids) - 1)
+        sources, destinations = sorted(ids[:cut]), sorted(ids[cut:])
+    world.log(f"nemesis one-way {sorted(sources)} -> {sorted(destinations)} blocked")
+    rule_id = world.network.one_way(sources, destinations)
+    return lambda: world.network.unblock(rule_id)
+
+
+def swizzle_clog(nemesis: Nemesis) -> Stop:
+    world = nemesis.world
+    rng = nemesis.rng
+    ids = list(world.nodes)
+    rng.shuffle(ids)
+    chosen = ids[: rng.randint(2, len(ids))]
+    at_ms = world.now_ms
+    for node_id in chosen:
+        world.call_at(at_ms, f"clog {node_id}", functools.partial(world.network.clog, node_id))
+        at_ms += rng.randint(*CLOG_STEP_MS)
+
+    def unclog_in_random_order() -> None:
+        order = list(chosen)
+        rng.shuffle(order)
+        at_ms = world.now_ms
+        for node_id in order:
+            world.call_at(at_ms, f"unclog {node_id}", functools.partial(_unclog, world, node_id))
+            at_ms += rng.randint(*CLOG_STEP_MS)
+
+    return unclog_in_random_order
+
+
+def _unclog(world: World, node_id: int) -> None:
+    world.network.unclog(node_id)
+    world.release_held()
+
+
+def _crash(nemesis: Nemesis, target: int | None) -> Stop | None:
+    world = nemesis.world
+    if target is None or not world.nodes[target].alive:
+        return None
+    world.crash(target)
+
+    def restart() -> None:
+        if not world.nodes[target].alive:
+            world.start(target)
+
+    return restart
+
+
+def crash_random(nemesis: Nemesis) -> Stop | None:
+    alive = [n for n, node in nemesis.world.nodes.items() if node.alive]
+    return _crash(nemesis, nemesis.rng.choice(alive) if alive else None)
+
+
+def crash_leader(nemesis: Nemesis) -> Stop | None:
+    return _crash(nemesis, nemesis.leader_or_random())
+
+
+def crash_restart_fast(nemesis: Nemesis) -> Stop | None:
+    """A crash that systemd repairs within a few hundred ms, whatever the fault's duration."""
+    world = nemesis.world
+    restart = crash_random(nemesis)
+    if restart is None:
+        return None
+    world.call_at(world.now_ms + nemesis.rng.randint(0, 300), "fast restart", restart)
+    return restart
+
+
+def _pause(nemesis: Nemesis, target: int | None) -> Stop | None:
+    world = nemesis.world
+    if target is None:
+        return None
+    world.pause(target)
+    return lambda: world.resume(target)
+
+
+def pause_random(nemesis: Nemesis) -> Stop | None:
+    running = nemesis.running_ids()
+    return _pause(nemesis, nemesis.rng.choice(running) if running else None)
+
+
+def pause_leader(nemesis: Nemesis) -> Stop | None:
+    return _pause(nemesis, nemesis.leader_or_random())
+
+
+def _burst(nemesis: Nemesis, knob: str, value: float | bool, default: float | bool) -> Stop:
+    world = nemesis.world
+    world.log(f"nemesis {knob}={value}")
+    setattr(world.network.faults, knob, value)
+    return lambda: setattr(world.network.faults, knob, default)
+
+
+def drop_burst(nemesis: Nemesis) -> Stop:
+    return _burst(nemesis, "drop_probability", round(nemesis.rng.uniform(0.05, 0.6), 3), 0.0)
+
+
+def duplicate_burst(nemesis: Nemesis) -> Stop:
+    return _burst(nemesis, "duplicate_probability", round(nemesis.rng.uniform(0.05, 0.5), 3), 0.0)
+
+
+def reorder_burst(nemesis: Nemesis) -> Stop:
+    return _burst(nemesis, "reorder", True, False)
+
+
+def delay_burst(nemesis: Nemesis) -> Stop:
+    """Delays up to twice the failure timeout: heartbeats arrive after the peer was suspected."""
+    limit_ms = 2 * nemesis.timers.failure_timeout_ms
+    return _burst(nemesis, "extra_delay_ms_max", nemesis.rng.randint(100, limit_ms), 0)
+
+
+NEMESES: dict[str, Callable[[Nemesis], Stop | None]] = {
+    "partition-halves": partition_halves,
+    "isolate-leader": isolate_leader,
+    "one-way": one_way,
+    "swizzle-clog": swizzle_clog,
+    "crash": crash_random,
+    "crash-leader": crash_leader,
+    "crash-restart-fast": crash_restart_fast,
+    "pause": pause_random,
+    "pause-leader": pause_leader,
+    "drop-burst": drop_burst,
+    "duplicate-burst": duplicate_burst,
+    "reorder-burst": reorder_burst,
+    "delay-burst": delay_burst,
+}
+ALL_NEMESES = tuple(NEMESES)

@@ -1,0 +1,221 @@
+"""One seeded run: a safety phase with faults, then a liveness phase without them.
+
+Safety phase: nodes 1..N start within the first seconds (sometimes all at once), and the nemesis injects
+faults for a random 30-60 s of virtual time; invariants are checked after every step.
+Liveness phase: every fault ends (`heal_all`), and in about a third of the runs a minority of nodes is
+then crashed or isolated again for good. The remaining majority must agree on one leader and epoch
+within `liveness_bound_ms` of the heal and keep it for `stable_ms`.
+
+Liveness bound (rule 4), from the core's timers:
+    failure_timeout (a stale view of the old leader expires)
+  + listen_ms (a restarted node listens before it elects)
+  + 2 x election_timeout (one election that is overtaken, then one that completes)
+  + backoff_cap (a node that failed just before the heal waits at most this long)
+  = 3 + 2 + 10 + 5 = 20 s with the default 1 s / 3 s / 5 s timers.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from node.algorithms import make_algorithm
+from node.core.settings import Settings
+from node.core.state import DurableState
+from node.history.checkers import check_history
+from node.sim.invariants import SAFETY, InvariantViolatedError, LivenessMonitor, SafetyMonitor, Violation
+from node.sim.nemesis import ALL_NEMESES, Nemesis, Timers
+from node.sim.network import Network, NetworkProfile
+from node.sim.scheduler import SchedulerFullError
+from node.sim.trace import HistoryOverflowError, Trace
+from node.sim.world import AlgorithmFactory, SimulationLimitError, World
+
+NODE_COUNT_MAX = 15
+MAX_EVENTS_PER_RUN = 2_000_000
+START_SPREAD_MS = 3_000  # nodes start within this window, unless they all start at 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    algorithm: str
+    node_count: int
+    seed: int
+    heartbeat_interval_ms: int = 1_000
+    failure_timeout_ms: int = 3_000
+    election_timeout_ms: int = 5_000
+    safety_ms_min: int = 30_000
+    safety_ms_max: int = 60_000
+    nemeses: tuple[str, ...] = ALL_NEMESES
+    keep_trace: bool = False
+    max_events: int = MAX_EVENTS_PER_RUN
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.node_count <= NODE_COUNT_MAX:
+            raise ValueError(f"node_count must lie in [1, {NODE_COUNT_MAX}]")
+        if not 0 <= self.safety_ms_min <= self.safety_ms_max:
+            raise ValueError("need 0 <= safety_ms_min <= safety_ms_max")
+
+    def settings(self) -> list[Settings]:
+        ids = tuple(range(1, self.node_count + 1))
+        return [
+            Settings(
+                node_id=node_id,
+                member_ids=ids,
+                heartbeat_interval_ms=self.heartbeat_interval_ms,
+                failure_timeout_ms=self.failure_timeout_ms,
+                election_timeout_ms=self.election_timeout_ms,
+            )
+            for node_id in ids
+        ]
+
+
+def liveness_bound_ms(settings: Settings) -> int:
+    return (
+        settings.failure_timeout_ms
+        + settings.listen_ms
+        + 2 * settings.election_timeout_ms
+        + settings.backoff_cap_ms
+    )
+
+
+def stable_ms(settings: Settings) -> int:
+    """How long the agreed leader must then last: long enough for a flapping detector to show."""
+    return 2 * settings.failure_timeout_ms + settings.heartbeat_interval_ms
+
+
+@dataclass(slots=True)
+class RunResult:
+    config: RunConfig
+    trace_hash: str = ""
+    violations: list[Violation] = field(default_factory=list)
+    elections: int = 0
+    leader_changes: int = 0
+    events: int = 0
+    virtual_ms: int = 0
+    healed_ms: int = 0
+    convergence_ms: int | None = None  # from the heal to one agreed leader
+    left_out: tuple[int, ...] = ()
+    faults: dict[str, int] = field(default_factory=dict)
+    trace_tail: list[str] = field(default_factory=list)
+    trace_lines: list[str] | None = None
+
+    @property
+    def safety_failed(self) -> bool:
+        return any(v.kind == SAFETY for v in self.violations)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def algorithm_factory(name: str) -> AlgorithmFactory:
+    def build(settings: Settings, state: DurableState, rng: random.Random) -> object:
+        return make_algorithm(name, settings, state, rng)
+
+    return build  # type: ignore[return-value]
+
+
+def run_seed(config: RunConfig, factory: AlgorithmFactory | None = None) -> RunResult:
+    """Run one seed to the end (or to its first safety violation). Never raises for a bad algorithm:
+    a violated invariant, an exceeded bound or an exception in the algorithm is a violation."""
+    rng = random.Random(config.seed)
+    settings = config.settings()
+    trace = Trace(keep_all_lines=config.keep_trace)
+    safety = SafetyMonitor(len(settings), config.failure_timeout_ms)
+    network = Network([s.node_id for s in settings], rng, NetworkProfile())
+    world = World(
+        settings=settings,
+        factory=factory or algorithm_factory(config.algorithm),
+        rng=rng,
+        network=network,
+        trace=trace,
+        safety=safety,
+        max_events=config.max_events,
+    )
+    nemesis = Nemesis(world, rng, config.nemeses, Timers.of(settings[0]))
+    result = RunResult(config)
+    safety_end_ms = rng.randint(config.safety_ms_min, config.safety_ms_max)
+    try:
+        _safety_phase(world, nemesis, rng, safety_end_ms)
+        _liveness_phase(world, nemesis, rng, settings[0], result)
+    except InvariantViolatedError as exc:
+        result.violations.append(exc.violation)
+    except (SimulationLimitError, SchedulerFullError, HistoryOverflowError) as exc:
+        result.violations.append(Violation(SAFETY, "bounded-resources", world.now_ms, None, str(exc)))
+    except Exception as exc:  # the algorithm crashed: a bug, reported with its seed like any other
+        detail = f"{type(exc).__name__}: {exc}"
+        result.violations.append(Violation(SAFETY, "algorithm-exception", world.now_ms, None, detail))
+    if not result.safety_failed:
+        for problem in check_history(trace.history):
+            result.violations.append(
+                Violation(SAFETY, f"history:{problem.rule}", world.now_ms, None, problem.describe())
+            )
+    result.trace_hash = trace.hexdigest()
+    result.elections = world.elections
+    result.leader_changes = world.leader_changes
+    result.events = world.events
+    result.virtual_ms = world.now_ms
+    result.faults = dict(nemesis.started)
+    result.trace_tail = list(trace.tail)
+    result.trace_lines = trace.all_lines
+    return result
+
+
+def _safety_phase(world: World, nemesis: Nemesis, rng: random.Random, end_ms: int) -> None:
+    together = rng.random() < 1 / 3
+    for node_id in world.nodes:
+        start_ms = 0 if together else rng.randint(0, START_SPREAD_MS)
+        world.call_at(start_ms, f"start {node_id}", functools.partial(world.start, node_id))
+    nemesis.run_faults_until(end_ms)
+    world.run_until(end_ms)
+
+
+def _liveness_phase(
+    world: World, nemesis: Nemesis, rng: random.Random, settings: Settings, result: RunResult
+) -> None:
+    nemesis.heal_all()
+    ids = sorted(world.nodes)
+    left_out: list[int] = []
+    if rng.random() < 1 / 3 and len(ids) >= 3:
+        left_out = sorted(rng.sample(ids, rng.randint(1, (len(ids) - 1) // 2)))
+        for node_id in left_out:
+            if rng.random() < 0.5:
+                world.crash(node_id)
+            else:
+                world.network.partition([[node_id], [n for n in ids if n != node_id]])
+        world.log(f"liveness phase without {left_out}")
+    healed_ms = world.now_ms
+    bound_ms = liveness_bound_ms(settings)
+    monitor = LivenessMonitor(healed_ms, bound_ms, frozenset(set(ids) - set(left_out)))
+    world.on_step = lambda: monitor.observe(world.now_ms, world.snapshots())
+    monitor.observe(world.now_ms, world.snapshots())
+    end_ms = healed_ms + bound_ms + stable_ms(settings)
+    world.run_until(end_ms)
+    world.on_step = None
+    result.healed_ms = healed_ms
+    result.left_out = tuple(left_out)
+    if monitor.converged_ms is not None:
+        result.convergence_ms = monitor.converged_ms - healed_ms
+    result.violations.extend(monitor.finish(world.now_ms, world.snapshots()))
+
+
+def sweep(
+    configs: list[RunConfig], jobs: int = 1, on_result: Callable[[RunResult], None] | None = None
+) -> list[RunResult]:
+    """Run many seeds, in `jobs` worker processes; results come back in config order."""
+    results: list[RunResult] = []
+    if jobs <= 1:
+        for config in configs:
+            results.append(run_seed(config))
+            if on_result is not None:
+                on_result(results[-1])
+        return results
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        for result in pool.imap(run_seed, configs, chunksize=4):
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results

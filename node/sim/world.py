@@ -1,0 +1,300 @@
+"""The simulated cluster: drives each node's algorithm with events and executes its actions.
+
+Execution rules (what the runtime does for real):
+- `Send`/`Broadcast` go through the `Network`. A message to a crashed peer is lost and the sender gets
+  `PeerUnreachable(peer)` after `rst_delay_ms` (a refused connect on loopback), unless a partition
+  blocks the path (iptables DROP gives no hint). A crash also sends that hint to every peer that had a
+  connection to the crashed node (the kernel's RST).
+- `SetTimer` replaces an armed timer of the same id; timers fire at exactly `at_ms` of virtual time.
+- `Persist` is durable at once (the disk survives crashes); `Log` goes into the history.
+- A paused node (SIGSTOP) queues its deliveries and timers and runs them, late, when resumed.
+Invariants are checked after every step; the first safety violation stops the run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from node.core.actions import Action, Broadcast, CancelTimer, Log, Persist, Role, RoleChanged, Send, SetTimer
+from node.core.events import Event, MessageReceived, PeerUnreachable, Start, TimerFired
+from node.core.messages import Message
+from node.core.protocol import Algorithm
+from node.core.settings import Settings
+from node.core.state import DurableState
+from node.history.model import HistoryEvent
+from node.sim.host import Delivery, HintDue, NodeItem, SimNode, TimerDue
+from node.sim.invariants import NodeSnapshot, SafetyMonitor
+from node.sim.network import MAX_HELD_MESSAGES, Network
+from node.sim.scheduler import Scheduler
+from node.sim.trace import Trace
+
+AlgorithmFactory = Callable[[Settings, DurableState, random.Random], Algorithm]
+
+MAX_ACTIONS_PER_STEP = 1_000  # one event producing more actions than this is a bug
+RST_DELAY_MS = (1, 5)  # a refused connect or a reset reaches the sender this fast on loopback
+
+
+class SimulationLimitError(Exception):
+    """A stated bound was exceeded (events per run, actions per step, queue sizes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    label: str
+    run: Callable[[], None]
+
+
+Item = NodeItem | Callback
+
+
+class World:
+    def __init__(
+        self,
+        *,
+        settings: list[Settings],
+        factory: AlgorithmFactory,
+        rng: random.Random,
+        network: Network,
+        trace: Trace,
+        safety: SafetyMonitor,
+        max_events: int,
+    ) -> None:
+        self.nodes = {s.node_id: SimNode(s) for s in sorted(settings, key=lambda s: s.node_id)}
+        self._factory = factory
+        self.rng = rng
+        self.network = network
+        self.trace = trace
+        self.safety = safety
+        self.scheduler: Scheduler[Item] = Scheduler()
+        self._generation = 0
+        self._held: list[Delivery] = []
+        self.max_events = max_events
+        self.events = 0
+        self.elections = 0
+        self.leader_changes = 0
+        self.on_step: Callable[[], None] | None = None  # extra checks after each step (liveness)
+
+    @property
+    def now_ms(self) -> int:
+        return self.scheduler.now_ms
+
+    def log(self, text: str) -> None:
+        self.trace.line(self.now_ms, text)
+
+    def call_at(self, at_ms: int, label: str, run: Callable[[], None]) -> None:
+        self.scheduler.at(at_ms, Callback(label, run))
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    def run_until(self, end_ms: int) -> None:
+        while (next_ms := self.scheduler.next_time_ms()) is not None and next_ms <= end_ms:
+            item = self.scheduler.pop()
+            if isinstance(item, Callback):
+                self.log(f"nemesis {item.label}")
+                item.run()
+            else:
+                self._dispatch(item)
+        self.scheduler.now_ms = max(self.scheduler.now_ms, end_ms)
+
+    def _dispatch(self, item: NodeItem) -> None:
+        if isinstance(item, Delivery):
+            node = self.nodes[item.dst]
+            if node.incarnation != item.incarnation or not node.alive:
+                return
+            if self.network.is_blocked(item.src, item.dst):
+                self.network.dropped_messages += 1
+                return
+            if self.network.is_clogged(item.src, item.dst):
+                self._hold(item)
+                return
+        else:
+            node = self.nodes[item.node_id]
+            if node.incarnation != item.incarnation or not node.alive:
+                return
+            if isinstance(item, TimerDue) and node.timers.get(item.timer) != item.generation:
+                return  # cancelled or replaced since
+        if node.paused:
+            node.stash_item(item)
+            return
+        self._run_item(node, item)
+
+    def _run_item(self, node: SimNode, item: NodeItem) -> None:
+        now_ms = self.now_ms
+        event: Event
+        if isinstance(item, Delivery):
+            node.heard_ms[item.src] = now_ms
+            node.connected.add(item.src)
+            self.nodes[item.src].connected.add(node.node_id)
+            event = MessageReceived(now_ms, item.message)
+            self.log(f"n{node.node_id} <- {item.message!r}")
+        elif isinstance(item, TimerDue):
+            del node.timers[item.timer]
+            event = TimerFired(now_ms, item.timer)
+            self.log(f"n{node.node_id} timer {item.timer.value}")
+        else:
+            event = PeerUnreachable(now_ms, item.peer_id)
+            self.log(f"n{node.node_id} unreachable {item.peer_id}")
+        self._step(node, event)
+
+    def _step(self, node: SimNode, event: Event) -> None:
+        self.events += 1
+        if self.events > self.max_events:
+            raise SimulationLimitError(f"more than {self.max_events} events in one run (a storm?)")
+        assert node.algorithm is not None
+        actions = node.algorithm.step(event)
+        if len(actions) > MAX_ACTIONS_PER_STEP:
+            raise SimulationLimitError(f"node {node.node_id} produced {len(actions)} actions for {event!r}")
+        for action in actions:
+            self._execute(node, action)
+        self._observe(node)
+        if self.on_step is not None:
+            self.on_step()
+
+    def _observe(self, node: SimNode) -> None:
+        assert node.algorithm is not None
+        now_ms = self.now_ms
+        view = node.algorithm.view(now_ms)
+        self.safety.on_view(
+            now_ms,
+            node.node_id,
+            role=view.role,
+            epoch=view.epoch,
+            durable=node.disk,
+            restarted=node.restarted,
+        )
+        node.restarted = False
+        node.role, node.leader_id, node.epoch = view.role, view.leader_id, view.epoch
+        for other in self.nodes.values():
+            if other.role is Role.LEADER and other.running:
+                self.safety.check_stale_leader(
+                    now_ms, other.node_id, other.epoch, other.heard_ms, other.started_ms
+                )
+
+    # --- actions ---------------------------------------------------------------------------------
+
+    def _execute(self, node: SimNode, action: Action) -> None:
+        node_id = node.node_id
+        if isinstance(action, Send):
+            self._send(node, action.peer_id, action.message)
+        elif isinstance(action, Broadcast):
+            for peer_id in node.settings.peer_ids:
+                self._send(node, peer_id, action.message)
+        elif isinstance(action, SetTimer):
+            self._generation += 1
+            node.timers[action.timer] = self._generation
+            self.scheduler.at(
+                action.at_ms, TimerDue(node_id, node.incarnation, action.timer, self._generation)
+            )
+        elif isinstance(action, CancelTimer):
+            node.timers.pop(action.timer, None)
+        elif isinstance(action, Persist):
+            self.safety.on_persist(self.now_ms, node_id, node.disk, action.state)
+            node.disk = action.state
+            self.log(f"n{node_id} persist epoch={action.state.epoch} voted_for={action.state.voted_for}")
+        elif isinstance(action, RoleChanged):
+            self.log(f"n{node_id} role {action.role.value} leader={action.leader_id} epoch={action.epoch}")
+            if action.role is Role.LEADER:
+                self.leader_changes += 1
+                self.safety.on_leader(self.now_ms, node_id, action.epoch)
+        else:
+            self._record(node_id, action)
+
+    def _record(self, node_id: int, log: Log) -> None:
+        self.log(f"n{node_id} log {log.event} epoch={log.epoch} leader={log.leader_id} peer={log.peer_id}")
+        self.trace.record(
+            HistoryEvent(
+                self.now_ms, node_id, log.event, log.epoch, log.leader_id, log.peer_id, log.message, "sim"
+            )
+        )
+        if log.event == "election_started":
+            self.elections += 1
+        elif log.event == "became_leader" and log.epoch is not None:
+            self.safety.on_leader(self.now_ms, node_id, log.epoch)
+
+    def _send(self, node: SimNode, dst: int, message: Message) -> None:
+        now_ms = self.now_ms
+        src = node.node_id
+        self.safety.on_send(now_ms, src, message, node.disk.epoch)
+        peer = self.nodes.get(dst)
+        if peer is None or dst == src:
+            raise SimulationLimitError(f"node {src} sent {message!r} to non-peer {dst}")
+        if not peer.alive:
+            if not (self.network.is_blocked(src, dst) or self.network.is_blocked(dst, src)):
+                self.scheduler.after(self.rng.randint(*RST_DELAY_MS), HintDue(src, node.incarnation, dst))
+            return
+        for at_ms in self.network.transit_delays_ms(src, dst, now_ms):
+            self.scheduler.at(at_ms, Delivery(dst, peer.incarnation, src, message))
+
+    # --- clogs -----------------------------------------------------------------------------------
+
+    def _hold(self, item: Delivery) -> None:
+        if len(self._held) >= MAX_HELD_MESSAGES:
+            self._held.pop(0)
+            self.network.dropped_messages += 1
+        self._held.append(item)
+
+    def release_held(self) -> None:
+        """Reschedule clogged traffic whose link is no longer clogged (called after an unclog)."""
+        still_held = []
+        for item in self._held:
+            if self.network.is_clogged(item.src, item.dst):
+                still_held.append(item)
+            else:
+                at_ms = self.network.release_delay_ms(item.src, item.dst, self.now_ms)
+                self.scheduler.at(at_ms, item)
+        self._held = still_held
+
+    # --- process control (the nemesis and tests call these) --------------------------------------
+
+    def start(self, node_id: int) -> None:
+        """Start (or restart) a node from its disk."""
+        node = self.nodes[node_id]
+        if node.alive:
+            raise ValueError(f"node {node_id} is already running")
+        node_rng = random.Random(self.rng.getrandbits(64))
+        node.reborn(self._factory(node.settings, node.disk, node_rng), self.now_ms)
+        self.log(f"n{node_id} start incarnation={node.incarnation} disk={node.disk}")
+        self._step(node, Start(self.now_ms))
+
+    def crash(self, node_id: int) -> None:
+        """SIGKILL. Peers with an open connection get a reset hint, if the path lets the RST through."""
+        node = self.nodes[node_id]
+        if not node.alive:
+            return
+        self.log(f"n{node_id} crash")
+        for peer_id in sorted(node.connected):
+            peer = self.nodes[peer_id]
+            peer.connected.discard(node_id)
+            if peer.alive and not self.network.is_blocked(node_id, peer_id):
+                delay_ms = self.rng.randint(*RST_DELAY_MS)
+                self.scheduler.after(delay_ms, HintDue(peer_id, peer.incarnation, node_id))
+        node.kill()
+
+    def pause(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        if node.alive and not node.paused:
+            self.log(f"n{node_id} pause")
+            node.paused = True
+
+    def resume(self, node_id: int) -> None:
+        """SIGCONT: everything that came due while paused runs now, late, in its original order."""
+        node = self.nodes[node_id]
+        if not (node.alive and node.paused):
+            return
+        self.log(f"n{node_id} resume with {len(node.stash)} queued")
+        node.paused = False
+        while node.stash and node.alive:
+            item = node.stash.popleft()
+            if isinstance(item, TimerDue) and node.timers.get(item.timer) != item.generation:
+                continue  # replaced by an earlier item of the same batch
+            self._run_item(node, item)
+
+    def snapshots(self) -> dict[int, NodeSnapshot]:
+        """Role, leader and epoch of every live node, as of its last step."""
+        return {
+            node_id: NodeSnapshot(node.role, node.leader_id, node.epoch)
+            for node_id, node in self.nodes.items()
+            if node.alive
+        }
