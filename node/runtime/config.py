@@ -1,0 +1,257 @@
+"""node.toml -> a validated, frozen NodeConfig (the contract is in docs/ARCHITECTURE.md, "Config").
+
+Every error names the offending field, so that `leader-node check-config` tells an operator exactly what
+to fix. Relative paths (`secret_file`, `state_dir`) are resolved against the config file's directory.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from node.algorithms import ALGORITHMS
+from node.core.settings import Settings
+
+DEFAULT_PEER_PORT = 7700
+DEFAULT_HTTP_LISTEN = "0.0.0.0:7701"
+DEFAULT_HTTP_PORT = 7701
+DEFAULT_STATE_DIR = "/var/lib/leader-node"
+DEFAULT_ALGORITHM = "bully"
+MIN_SECRET_BYTES = 16
+MAX_SECRET_BYTES = 4096  # a secret file this large is almost certainly the wrong file
+MAX_MEMBERS = 64
+
+_KNOWN_KEYS = frozenset(
+    {
+        "node_id",
+        "listen",
+        "http_listen",
+        "algorithm",
+        "peers",
+        "heartbeat_interval",
+        "failure_timeout",
+        "election_timeout",
+        "secret_file",
+        "state_dir",
+        "preempt",
+    }
+)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. `field` names the key an operator has to fix."""
+
+    def __init__(self, field_name: str, problem: str) -> None:
+        super().__init__(f"{field_name}: {problem}")
+        self.field = field_name
+        self.problem = problem
+
+
+class Address(NamedTuple):
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    path: Path
+    settings: Settings
+    algorithm: str
+    listen: Address  # where this node accepts peer connections
+    http_listen: Address
+    peers: Mapping[int, Address]  # every member, this node included: where to connect to it
+    state_dir: Path
+    secret: bytes = field(repr=False)
+
+    @property
+    def node_id(self) -> int:
+        return self.settings.node_id
+
+
+def parse_duration_ms(field_name: str, value: object) -> int:
+    """ "250ms" -> 250, "3s" -> 3000, "1.5s" -> 1500. Positive whole milliseconds only."""
+    if not isinstance(value, str):
+        raise ConfigError(
+            field_name, f'expected a duration with a unit such as "250ms" or "3s", got {value!r}'
+        )
+    match = _DURATION.match(value)
+    if match is None:
+        raise ConfigError(field_name, f'cannot read duration {value!r}; write it as "250ms" or "3s"')
+    number, unit = match.groups()
+    scaled = float(number) * (1000 if unit == "s" else 1)
+    duration_ms = round(scaled)
+    if abs(scaled - duration_ms) > 1e-6:
+        raise ConfigError(field_name, f"{value!r} is not a whole number of milliseconds")
+    if duration_ms <= 0:
+        raise ConfigError(field_name, f"{value!r} must be above zero")
+    return duration_ms
+
+
+def parse_address(field_name: str, value: object, default_port: int) -> Address:
+    """ "host:port", "[v6]:port" or a bare "host" (then `default_port`)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(field_name, f'expected "host:port", got {value!r}')
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ConfigError(field_name, f"cannot read address {value!r}")
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    elif ":" in text:
+        raise ConfigError(field_name, f"IPv6 addresses must be written in brackets: {value!r}")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ConfigError(field_name, f"address {value!r} has no host")
+    if not port_text:
+        return Address(host, default_port)
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(field_name, f"port in {value!r} must be 1..65535")
+    return Address(host, int(port_text))
+
+
+def _node_id(field_name: str, value: object) -> int:
+    if type(value) is int and value >= 0:
+        return value
+    if isinstance(value, str) and value.isdigit():  # TOML table keys are always strings
+        return int(value)
+    raise ConfigError(field_name, f"node ids are non-negative integers, got {value!r}")
+
+
+def _parse_peers(raw: object) -> dict[int, Address]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("peers", 'a table of id = "host:port" for every member, this node included')
+    if len(raw) > MAX_MEMBERS:
+        raise ConfigError("peers", f"at most {MAX_MEMBERS} members are supported, got {len(raw)}")
+    peers: dict[int, Address] = {}
+    seen: dict[Address, int] = {}
+    for key, value in raw.items():
+        peer_id = _node_id(f"peers.{key}", key)
+        if peer_id in peers:
+            raise ConfigError(f"peers.{key}", f"node id {peer_id} is listed twice")
+        address = parse_address(f"peers.{key}", value, DEFAULT_PEER_PORT)
+        if address in seen:
+            raise ConfigError(
+                f"peers.{key}", f"duplicate address {address}: also used by node {seen[address]}"
+            )
+        seen[address] = peer_id
+        peers[peer_id] = address
+    return dict(sorted(peers.items()))
+
+
+def _read_secret(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError("secret_file", f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_SECRET_BYTES:
+        raise ConfigError(
+            "secret_file", f"{path} is {len(data)} bytes; a secret is at most {MAX_SECRET_BYTES}"
+        )
+    secret = data.strip()
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            "secret_file",
+            f"the secret in {path} is {len(secret)} bytes; at least {MIN_SECRET_BYTES} required",
+        )
+    return secret
+
+
+def _path(field_name: str, value: object, base_dir: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(field_name, f"expected a path, got {value!r}")
+    return base_dir / Path(value).expanduser()
+
+
+def _same_socket(a: Address, b: Address) -> bool:
+    wildcard = {"0.0.0.0", "::", ""}
+    return a.port == b.port and (a.host == b.host or a.host in wildcard or b.host in wildcard)
+
+
+def config_from_mapping(raw: Mapping[str, Any], path: Path) -> NodeConfig:
+    """Validate an already parsed TOML document. `path` locates relative files and names errors."""
+    for key in raw:
+        if key not in _KNOWN_KEYS:
+            raise ConfigError(key, f"unknown key (known keys: {', '.join(sorted(_KNOWN_KEYS))})")
+    if "node_id" not in raw:
+        raise ConfigError("node_id", "missing (this node's id, a key of [peers])")
+    node_id = raw["node_id"]
+    if type(node_id) is not int or node_id < 0:
+        raise ConfigError("node_id", f"must be a non-negative integer, got {node_id!r}")
+    if "peers" not in raw:
+        raise ConfigError("peers", 'missing: a table of id = "host:port" for every member')
+    peers = _parse_peers(raw["peers"])
+    if node_id not in peers:
+        raise ConfigError("node_id", f"{node_id} is not in [peers] (members: {sorted(peers)})")
+
+    algorithm = raw.get("algorithm", DEFAULT_ALGORITHM)
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(
+            "algorithm", f"unknown algorithm {algorithm!r}; expected one of {', '.join(ALGORITHMS)}"
+        )
+
+    heartbeat_interval_ms = parse_duration_ms("heartbeat_interval", raw.get("heartbeat_interval", "1s"))
+    failure_timeout_ms = parse_duration_ms("failure_timeout", raw.get("failure_timeout", "3s"))
+    election_timeout_ms = parse_duration_ms("election_timeout", raw.get("election_timeout", "5s"))
+    if failure_timeout_ms <= 2 * heartbeat_interval_ms:
+        raise ConfigError(
+            "failure_timeout",
+            f"{failure_timeout_ms} ms must be above 2 x heartbeat_interval ({2 * heartbeat_interval_ms} ms), "
+            "or one lost heartbeat would make a live peer look dead",
+        )
+    preempt = raw.get("preempt", False)
+    if type(preempt) is not bool:
+        raise ConfigError("preempt", f"must be true or false, got {preempt!r}")
+
+    listen = parse_address("listen", raw["listen"], DEFAULT_PEER_PORT) if "listen" in raw else peers[node_id]
+    http_listen = parse_address("http_listen", raw.get("http_listen", DEFAULT_HTTP_LISTEN), DEFAULT_HTTP_PORT)
+    if _same_socket(listen, http_listen):
+        raise ConfigError("http_listen", f"{http_listen} clashes with listen {listen}")
+
+    if "secret_file" not in raw:
+        raise ConfigError("secret_file", "missing (a file holding the cluster secret, at least 16 bytes)")
+    base_dir = path.parent
+    secret = _read_secret(_path("secret_file", raw["secret_file"], base_dir))
+    state_dir = _path("state_dir", raw.get("state_dir", DEFAULT_STATE_DIR), base_dir)
+
+    settings = Settings(
+        node_id=node_id,
+        member_ids=tuple(peers),
+        heartbeat_interval_ms=heartbeat_interval_ms,
+        failure_timeout_ms=failure_timeout_ms,
+        election_timeout_ms=election_timeout_ms,
+        preempt=preempt,
+    )
+    return NodeConfig(
+        path=path,
+        settings=settings,
+        algorithm=algorithm,
+        listen=listen,
+        http_listen=http_listen,
+        peers=peers,
+        state_dir=state_dir,
+        secret=secret,
+    )
+
+
+def load_config(path: Path) -> NodeConfig:
+    """Read and validate node.toml. Raises ConfigError naming the field (or `config` for the file)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from exc
+    return config_from_mapping(raw, path)

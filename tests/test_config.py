@@ -1,0 +1,232 @@
+"""node.toml validation: every bad config names its field; check-config's exit codes and output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from node.runtime.config import Address, ConfigError, load_config, parse_address, parse_duration_ms
+
+SECRET = b"0123456789abcdef-cluster-secret"
+
+GOOD = """\
+node_id = 2
+listen = "127.0.0.1:7700"
+http_listen = "127.0.0.1:7701"
+algorithm = "bully"
+heartbeat_interval = "250ms"
+failure_timeout = "1.5s"
+election_timeout = "3s"
+secret_file = "secret"
+state_dir = "state"
+
+[peers]
+1 = "10.0.0.1:7700"
+2 = "10.0.0.2:7700"
+3 = "10.0.0.3"
+"""
+
+
+def write(tmp_path: Path, text: str, secret: bytes | None = SECRET) -> Path:
+    if secret is not None:
+        (tmp_path / "secret").write_bytes(secret)
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    return path
+
+
+def replace_line(text: str, key: str, line: str | None) -> str:
+    """The GOOD config with `key = ...` replaced by `line` (or removed when None)."""
+    out = []
+    for existing in text.splitlines():
+        if existing.split("=")[0].strip() == key:
+            if line is not None:
+                out.append(line)
+        else:
+            out.append(existing)
+    return "\n".join(out) + "\n"
+
+
+def test_good_config_loads_with_units_and_relative_paths(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    assert config.node_id == 2
+    assert config.settings.member_ids == (1, 2, 3)
+    assert config.settings.heartbeat_interval_ms == 250
+    assert config.settings.failure_timeout_ms == 1500
+    assert config.settings.election_timeout_ms == 3000
+    assert config.settings.preempt is False
+    assert config.peers[3] == Address("10.0.0.3", 7700)  # the default port
+    assert config.listen == Address("127.0.0.1", 7700)
+    assert config.secret == SECRET
+    assert config.state_dir == tmp_path / "state"
+    assert "cluster-secret" not in repr(config)
+
+
+def test_defaults(tmp_path: Path) -> None:
+    text = 'node_id = 1\nsecret_file = "secret"\n[peers]\n1 = "127.0.0.1:7800"\n2 = "127.0.0.2"\n'
+    config = load_config(write(tmp_path, text))
+    assert config.algorithm == "bully"
+    assert config.listen == Address("127.0.0.1", 7800)  # its own [peers] entry
+    assert config.http_listen == Address("0.0.0.0", 7701)
+    assert config.state_dir == Path("/var/lib/leader-node")
+    assert (
+        config.settings.heartbeat_interval_ms,
+        config.settings.failure_timeout_ms,
+        config.settings.election_timeout_ms,
+    ) == (1000, 3000, 5000)
+
+
+def test_secret_is_stripped_of_surrounding_whitespace(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD, secret=b"  " + SECRET + b"\n\n"))
+    assert config.secret == SECRET
+
+
+BAD_CASES = [
+    # (id, edit of GOOD: (key, replacement line or None), expected field, fragment of the problem)
+    ("missing node_id", ("node_id", None), "node_id", "missing"),
+    ("node_id not an int", ("node_id", 'node_id = "2"'), "node_id", "integer"),
+    ("node_id not in peers", ("node_id", "node_id = 9"), "node_id", "not in [peers]"),
+    ("unknown algorithm", ("algorithm", 'algorithm = "paxos"'), "algorithm", "unknown algorithm"),
+    (
+        "duration without unit",
+        ("heartbeat_interval", "heartbeat_interval = 250"),
+        "heartbeat_interval",
+        "unit",
+    ),
+    ("bad duration", ("election_timeout", 'election_timeout = "3 minutes"'), "election_timeout", "duration"),
+    ("zero duration", ("election_timeout", 'election_timeout = "0s"'), "election_timeout", "above zero"),
+    (
+        "sub-ms duration",
+        ("heartbeat_interval", 'heartbeat_interval = "0.5ms"'),
+        "heartbeat_interval",
+        "whole",
+    ),
+    (
+        "failure_timeout not above 2 x heartbeat",
+        ("failure_timeout", 'failure_timeout = "500ms"'),
+        "failure_timeout",
+        "2 x heartbeat_interval",
+    ),
+    ("missing secret_file", ("secret_file", None), "secret_file", "missing"),
+    ("secret file absent", ("secret_file", 'secret_file = "nope"'), "secret_file", "cannot read"),
+    ("unknown key", ("state_dir", 'state_dri = "x"'), "state_dri", "unknown key"),
+    ("bad listen", ("listen", 'listen = "127.0.0.1:http"'), "listen", "port"),
+    ("port out of range", ("listen", 'listen = "127.0.0.1:70000"'), "listen", "1..65535"),
+    ("http clashes with listen", ("http_listen", 'http_listen = "0.0.0.0:7700"'), "http_listen", "clashes"),
+    ("preempt not bool", ("state_dir", 'preempt = "yes"'), "preempt", "true or false"),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "fragment"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES]
+)
+def test_bad_config_names_the_field(
+    tmp_path: Path, edit: tuple[str, str | None], field: str, fragment: str
+) -> None:
+    path = write(tmp_path, replace_line(GOOD, *edit))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.field == field
+    assert fragment in caught.value.problem
+    assert str(caught.value).startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(
+    ("peers", "field", "fragment"),
+    [
+        ('1 = "10.0.0.1:7700"\n2 = "10.0.0.2:7700"\n3 = "10.0.0.2:7700"', "peers.3", "duplicate address"),
+        ('1 = "10.0.0.1"\n2 = "10.0.0.2:7700"\n3 = "10.0.0.1:7700"', "peers.3", "duplicate address"),
+        ('1 = "10.0.0.1:7700"\n2 = "10.0.0.2:7700"\nx = "10.0.0.3:7700"', "peers.x", "node ids"),
+        ('1 = "10.0.0.1:7700"\n2 = 7700', "peers.2", "host:port"),
+    ],
+    ids=["same address", "same address via default port", "non-numeric id", "address not a string"],
+)
+def test_bad_peers(tmp_path: Path, peers: str, field: str, fragment: str) -> None:
+    text = GOOD.split("[peers]", maxsplit=1)[0] + "[peers]\n" + peers + "\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert caught.value.field == field
+    assert fragment in caught.value.problem
+
+
+def test_missing_peers_table(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, GOOD.split("[peers]", maxsplit=1)[0]))
+    assert caught.value.field == "peers"
+
+
+@pytest.mark.parametrize(
+    "secret", [b"short", b"   fifteen-bytes \n", b""], ids=["5 bytes", "15 stripped", "empty"]
+)
+def test_short_secret(tmp_path: Path, secret: bytes) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, GOOD, secret=secret))
+    assert caught.value.field == "secret_file"
+    assert "at least 16" in caught.value.problem
+
+
+def test_not_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "node_id = = 3\n"))
+    assert caught.value.field == "config"
+    assert "not valid TOML" in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_ms"), [("250ms", 250), ("3s", 3000), ("1.5s", 1500), (" 10 ms ", 10), ("0.25s", 250)]
+)
+def test_durations(text: str, expected_ms: int) -> None:
+    assert parse_duration_ms("x", text) == expected_ms
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("host", Address("host", 7700)),
+        ("host:1", Address("host", 1)),
+        ("[::1]:8000", Address("::1", 8000)),
+        ("[::1]", Address("::1", 7700)),
+    ],
+)
+def test_addresses(text: str, expected: Address) -> None:
+    assert parse_address("x", text, 7700) == expected
+
+
+def test_unbracketed_ipv6_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="brackets"):
+        parse_address("listen", "::1:7700", 7700)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "node", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_check_config_ok_exits_0(tmp_path: Path) -> None:
+    result = run_cli("check-config", str(write(tmp_path, GOOD)))
+    assert (result.returncode, result.stdout) == (0, "ok\n")
+
+
+def test_check_config_bad_exits_2_and_names_the_field(tmp_path: Path) -> None:
+    path = write(tmp_path, replace_line(GOOD, "failure_timeout", 'failure_timeout = "400ms"'))
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"{path}: failure_timeout:" in result.stderr
+
+
+def test_check_config_missing_file_exits_2(tmp_path: Path) -> None:
+    result = run_cli("check-config", str(tmp_path / "absent.toml"))
+    assert result.returncode == 2
+    assert "config: cannot read" in result.stderr
+
+
+def test_run_with_bad_config_exits_2(tmp_path: Path) -> None:
+    path = write(tmp_path, replace_line(GOOD, "node_id", "node_id = 7"))
+    result = run_cli("run", "--config", str(path))
+    assert result.returncode == 2
+    assert "node_id" in result.stderr
