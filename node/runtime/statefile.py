@@ -1,0 +1,88 @@
+"""The durable state file: load once at start-up, save atomically on every `Persist` action.
+
+A save is durable when `save()` returns: temp file, fsync, rename over the old file, fsync the directory
+(without the last step a crash can forget the rename). A missing file means a fresh node; a file that
+exists but cannot be trusted stops the node: resetting the epoch to 0 could let this node promise an
+epoch twice, i.e. two leaders in one epoch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from node.core.state import DurableState, StateCorruptError, dump_state, load_state
+
+STATE_FILE_NAME = "state.json"
+_TEMP_SUFFIX = ".tmp"
+
+
+class StateFileError(Exception):
+    """The state file exists but is unusable; the message names the file and how to recover."""
+
+
+class StateFile:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / STATE_FILE_NAME
+        self._temp_path = state_dir / (STATE_FILE_NAME + _TEMP_SUFFIX)
+
+    def load(self) -> DurableState:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return DurableState()
+        except OSError as exc:
+            raise StateFileError(f"cannot read state file {self.path}: {exc.strerror or exc}") from exc
+        try:
+            return load_state(data)
+        except StateCorruptError as exc:
+            raise StateFileError(
+                f"state file {self.path} is corrupt: {exc}. It holds the highest epoch this node has "
+                "promised, so leader-node will not start from a guess. To recover: find the highest epoch "
+                "in the cluster (`leaderctl status`), then run "
+                "`leader-node write-state --config PATH --epoch N` with N above it (the bad file is kept "
+                "as state.json.corrupt), and start the node again"
+            ) from exc
+
+    def save(self, state: DurableState) -> None:
+        """Write `state` durably. OSError propagates: a node that cannot persist must not go on."""
+        data = dump_state(state)
+        fd = os.open(self._temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(self._temp_path, self.path)
+        self._fsync_dir()
+
+    def _fsync_dir(self) -> None:
+        dir_fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def recover(self, epoch: int) -> Path | None:
+        """Operator recovery (`leader-node write-state`): store `epoch`, never lowering a readable one.
+
+        A corrupt file is kept beside the new one as `state.json.corrupt` for inspection; returns that path.
+        """
+        kept: Path | None = None
+        try:
+            current = self.load()
+        except StateFileError:
+            kept = self.path.with_name(STATE_FILE_NAME + ".corrupt")
+            os.replace(self.path, kept)
+            current = DurableState()
+        if epoch <= current.epoch:
+            raise StateFileError(
+                f"{self.path} already holds epoch {current.epoch}; refusing to write {epoch}: "
+                "epochs never go back"
+            )
+        self.save(DurableState(epoch=epoch))
+        return kept

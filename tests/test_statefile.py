@@ -1,0 +1,110 @@
+"""The durable state file: atomic round trips, and every corruption is a clear error, never a reset."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from node.core.state import DurableState, dump_state
+from node.runtime.statefile import STATE_FILE_NAME, StateFile, StateFileError
+
+
+def test_missing_file_is_a_fresh_node(tmp_path: Path) -> None:
+    assert StateFile(tmp_path).load() == DurableState()
+
+
+@pytest.mark.parametrize("state", [DurableState(), DurableState(7, 3), DurableState(2**40, None)])
+def test_round_trip(tmp_path: Path, state: DurableState) -> None:
+    StateFile(tmp_path).save(state)
+    assert StateFile(tmp_path).load() == state
+
+
+def test_save_replaces_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    state_file = StateFile(tmp_path)
+    state_file.save(DurableState(1, 1))
+    state_file.save(DurableState(2, 5))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [STATE_FILE_NAME]
+    assert state_file.load() == DurableState(2, 5)
+
+
+def test_stale_temp_file_from_a_crash_is_ignored_and_overwritten(tmp_path: Path) -> None:
+    state_file = StateFile(tmp_path)
+    state_file.save(DurableState(4, 2))
+    (tmp_path / (STATE_FILE_NAME + ".tmp")).write_bytes(b'{"half": ')  # a crash mid-write
+    assert state_file.load() == DurableState(4, 2)
+    state_file.save(DurableState(5, 2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [STATE_FILE_NAME]
+
+
+def _good_bytes() -> bytes:
+    return dump_state(DurableState(9, 4))
+
+
+CORRUPTIONS = {
+    "empty": b"",
+    "truncated": _good_bytes()[: len(_good_bytes()) // 2],
+    "garbage": b"\x00\xff\x13 not a state file",
+    "bad checksum": _good_bytes().replace(b'"epoch": 9', b'"epoch": 1'),
+    "wrong version": dump_state(DurableState(9, 4)).replace(b'"version": 1', b'"version": 99'),
+    "json but not an object": b"[1, 2, 3]\n",
+}
+
+
+@pytest.mark.parametrize("data", list(CORRUPTIONS.values()), ids=list(CORRUPTIONS))
+def test_corruption_is_a_clear_error_never_a_reset(tmp_path: Path, data: bytes) -> None:
+    (tmp_path / STATE_FILE_NAME).write_bytes(data)
+    with pytest.raises(StateFileError) as caught:
+        StateFile(tmp_path).load()
+    message = str(caught.value)
+    assert str(tmp_path / STATE_FILE_NAME) in message
+    assert "write-state" in message  # says how to recover
+    assert (tmp_path / STATE_FILE_NAME).read_bytes() == data  # untouched
+
+
+def test_wrong_version_says_so(tmp_path: Path) -> None:
+    # A checksum computed over the wrong version: the version check itself must fire, not the checksum.
+    body = {"version": 99, "epoch": 3, "voted_for": None}
+    body["sha256"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    (tmp_path / STATE_FILE_NAME).write_text(json.dumps(body))
+    with pytest.raises(StateFileError, match="version"):
+        StateFile(tmp_path).load()
+
+
+def test_recover_keeps_the_corrupt_file_and_never_lowers_the_epoch(tmp_path: Path) -> None:
+    state_file = StateFile(tmp_path)
+    (tmp_path / STATE_FILE_NAME).write_bytes(b"garbage")
+    kept = state_file.recover(12)
+    assert kept is not None and kept.read_bytes() == b"garbage"
+    assert state_file.load() == DurableState(12, None)
+    with pytest.raises(StateFileError, match="never go back"):
+        state_file.recover(12)
+    assert state_file.load() == DurableState(12, None)
+
+
+def test_node_refuses_to_start_on_a_corrupt_state_file(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("s" * 32)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / STATE_FILE_NAME).write_bytes(b'{"epoch": 3')
+    config = tmp_path / "node.toml"
+    config.write_text(
+        'node_id = 1\nsecret_file = "secret"\nstate_dir = "state"\nhttp_listen = "127.0.0.1:3"\n'
+        '[peers]\n1 = "127.0.0.1:1"\n2 = "127.0.0.1:2"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "node", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"LEADER_NODE_LOG": "stderr", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 1
+    assert "EVENT=startup_failed" in result.stderr
+    assert str(state_dir / STATE_FILE_NAME) in result.stderr
+    assert (state_dir / STATE_FILE_NAME).read_bytes() == b'{"epoch": 3'  # never reset
