@@ -165,6 +165,10 @@ class ElectionNode:
         """This node deferred to a candidate: give it election_timeout to announce itself."""
         self._set_timer(TimerId.COORDINATOR, self.settings.election_timeout_ms)
 
+    def _announce_leadership(self, epoch: int) -> None:
+        """This node just became leader of `epoch`: tell every peer (Ring circulates it instead)."""
+        self._broadcast(Coordinator(self.node_id, epoch, self.node_id, self.node_id))
+
     # ------------------------------------------------------------------ small helpers
 
     @property
@@ -377,15 +381,20 @@ class ElectionNode:
         self._is_leader = False
         self._leader_id = None
 
-    def _become_leader(self, epoch: int) -> None:
-        if self._durable != DurableState(epoch, self.node_id):
-            raise LocalProtocolError(f"would lead epoch {epoch} without having persisted it: {self._durable}")
+    def _become_leader(self, epoch: int, voted_for: int | None = None) -> None:
+        """Lead `epoch`. This node must have persisted its promise of `epoch` to `voted_for`: itself (the
+        default) when it collected the promises, or the initiator of the ring election that chose it."""
+        expected = DurableState(epoch, self.node_id if voted_for is None else voted_for)
+        if self._durable != expected:
+            raise LocalProtocolError(
+                f"would lead epoch {epoch} without having persisted {expected}: {self._durable}"
+            )
         self._abandon_election()
         self._is_leader = True
         self._leader_id = self.node_id
         self._failed_attempts = 0
         self._log("became_leader", f"became leader of epoch {epoch}", LogLevel.NOTICE)
-        self._broadcast(Coordinator(self.node_id, epoch, self.node_id, self.node_id))
+        self._announce_leadership(epoch)
 
     def _accept_leader(self, leader_id: int, epoch: int) -> None:
         self._step_down(f"node {leader_id} leads the higher epoch {epoch}")
@@ -425,13 +434,7 @@ class ElectionNode:
             return
         if len(proposal.grants) >= self.settings.quorum_size:
             if proposal.pre_vote:
-                epoch = max(self.epoch, proposal.known_epoch) + 1
-                self._persist(DurableState(epoch, self.node_id))
-                self._proposal = Proposal(epoch=epoch, pre_vote=False, grants={self.node_id})
-                self._proposal.known_epoch = epoch
-                self._broadcast(Propose(self.node_id, epoch, pre_vote=False))
-                self._set_timer(TimerId.PROPOSAL, self.settings.election_timeout_ms)
-                self._tally()
+                self._on_pre_vote_won(max(self.epoch, proposal.known_epoch))
             else:
                 self._become_leader(proposal.epoch)
         else:
@@ -450,6 +453,17 @@ class ElectionNode:
                     f"{len(proposal.rejects)} rejected the {phase} for epoch {proposal.epoch} "
                     f"and too few others can answer"
                 )
+
+    def _on_pre_vote_won(self, known_epoch: int) -> None:
+        """Hook: a majority would promise. Bind it to an epoch above `known_epoch`, the highest epoch any
+        voter reported; here by a broadcast proposal (Ring passes a token round the ring instead)."""
+        epoch = known_epoch + 1
+        self._persist(DurableState(epoch, self.node_id))
+        self._proposal = Proposal(epoch=epoch, pre_vote=False, grants={self.node_id})
+        self._proposal.known_epoch = epoch
+        self._broadcast(Propose(self.node_id, epoch, pre_vote=False))
+        self._set_timer(TimerId.PROPOSAL, self.settings.election_timeout_ms)
+        self._tally()
 
     def _fail_attempt(self, reason: str) -> None:
         self._proposal = None
