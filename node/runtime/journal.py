@@ -1,0 +1,131 @@
+"""Structured event log: journald's native protocol, or one plain stderr line per event.
+
+Native protocol (https://systemd.io/JOURNAL_NATIVE_PROTOCOL/): one datagram per entry to
+/run/systemd/journal/socket, each field `KEY=value\\n`, or for a value holding a newline
+`KEY\\n<u64 little-endian length><value>\\n`. The socket is non-blocking: an entry journald cannot take
+right now (restarting, queue full) goes to stderr instead of stalling the node.
+
+Which sink: the journal when systemd connected our stderr to it (`$JOURNAL_STREAM` names stderr's
+device:inode, as systemd.exec(5) recommends checking) and the socket exists; stderr otherwise, so a node
+run by hand or by a test prints readable lines. `LEADER_NODE_LOG=journal|stderr` overrides the choice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TextIO
+
+from node.core.actions import LogLevel
+
+JOURNAL_SOCKET_PATH = "/run/systemd/journal/socket"
+SYSLOG_IDENTIFIER = "leader-node"
+MAX_MESSAGE_CHARS = 4000  # keeps every entry well inside one datagram
+FieldValue = str | int | None
+
+
+def encode_native(fields: Mapping[str, str]) -> bytes:
+    """One journal entry in the native datagram form."""
+    out = bytearray()
+    for key, value in fields.items():
+        data = value.encode("utf-8", "replace")
+        if b"\n" in data:
+            out += key.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+        else:
+            out += key.encode() + b"=" + data + b"\n"
+    return bytes(out)
+
+
+def format_line(fields: Mapping[str, str], wall_time: datetime) -> str:
+    """The stderr form: timestamp, then the same KEY=value fields; values with spaces are JSON-quoted."""
+    parts = [wall_time.isoformat(timespec="microseconds"), SYSLOG_IDENTIFIER]
+    for key, value in fields.items():
+        if key == "SYSLOG_IDENTIFIER":
+            continue
+        needs_quotes = value == "" or any(c in value for c in ' "=\\\n\t') or not value.isprintable()
+        parts.append(f"{key}={json.dumps(value) if needs_quotes else value}")
+    return " ".join(parts)
+
+
+def _stderr_is_journal(stream: TextIO) -> bool:
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError):
+        return False
+    return expected == f"{info.st_dev}:{info.st_ino}"
+
+
+class Journal:
+    def __init__(self, node_id: int | None = None, stream: TextIO | None = None) -> None:
+        self.node_id = node_id
+        self._stream = stream if stream is not None else sys.stderr
+        self._socket: socket.socket | None = None
+        mode = os.environ.get("LEADER_NODE_LOG", "auto")
+        use_journal = mode == "journal" or (mode == "auto" and _stderr_is_journal(self._stream))
+        if use_journal and os.path.exists(JOURNAL_SOCKET_PATH):
+            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._socket.setblocking(False)
+        self.entries_to_stderr = 0  # entries that fell back (or were meant for) stderr
+
+    @property
+    def native(self) -> bool:
+        return self._socket is not None
+
+    def event(self, event: str, message: str, level: LogLevel = LogLevel.INFO, **extra: FieldValue) -> None:
+        """Record one event. `extra` keys are journal fields (PEER_ID=3, EPOCH=7); None is left out."""
+        fields: dict[str, str] = {
+            "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER,
+            "PRIORITY": str(int(level)),
+            "EVENT": event,
+        }
+        if self.node_id is not None:
+            fields["NODE_ID"] = str(self.node_id)
+        for key, value in extra.items():
+            if value is not None:
+                fields[key.upper()] = str(value)
+        fields["MESSAGE"] = message[:MAX_MESSAGE_CHARS]
+        if self._socket is not None:
+            try:
+                self._socket.sendto(encode_native(fields), JOURNAL_SOCKET_PATH)
+                return
+            except OSError:
+                pass  # journald busy or gone: this entry goes to stderr rather than nowhere
+        self.entries_to_stderr += 1
+        try:
+            self._stream.write(format_line(fields, datetime.now(UTC)) + "\n")
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass  # stderr closed: nothing left to tell, and logging must never stop the node
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+
+class RateLimiter:
+    """At most one report per key per `interval_ms`; counts what it suppressed. Bounded in keys."""
+
+    def __init__(self, interval_ms: int, max_keys: int = 256) -> None:
+        self.interval_ms = interval_ms
+        self.max_keys = max_keys
+        self._last_ms: dict[str, int] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def allow(self, key: str, now_ms: int) -> tuple[bool, int]:
+        """(report it?, how many reports for `key` were suppressed since the last one)."""
+        last_ms = self._last_ms.get(key)
+        if last_ms is not None and now_ms - last_ms < self.interval_ms:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return False, 0
+        if last_ms is None and len(self._last_ms) >= self.max_keys:
+            self._last_ms.clear()  # a flood of distinct sources: forget old ones rather than grow
+            self._suppressed.clear()
+        self._last_ms[key] = now_ms
+        return True, self._suppressed.pop(key, 0)
