@@ -1,0 +1,100 @@
+"""`leader-node`: run | check-config | simulate | write-state.
+
+Exit codes: 0 ok; 1 start-up failure (state file, port in use); 2 bad configuration or usage;
+70 a critical part of the running daemon died (see node.runtime.daemon).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from node.core.actions import LogLevel
+from node.runtime.config import ConfigError, load_config
+from node.runtime.journal import Journal
+from node.runtime.statefile import StateFile, StateFileError
+
+EXIT_STARTUP_FAILED = 1
+EXIT_BAD_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leader-node", description="Leader-election daemon.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="run the daemon")
+    run.add_argument("--config", required=True, type=Path, help="path to node.toml")
+    check = commands.add_parser("check-config", help="validate node.toml: prints ok, or the problem (exit 2)")
+    check.add_argument("config", type=Path)
+    commands.add_parser("simulate", help="deterministic simulator (see `leader-node simulate --help`)")
+    write_state = commands.add_parser(
+        "write-state", help="recovery: store a (higher) epoch after a corrupt state file; node stopped"
+    )
+    write_state.add_argument("--config", required=True, type=Path)
+    write_state.add_argument("--epoch", required=True, type=int)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["simulate"]:
+        # Imported by name and only here: the daemon never loads the simulator.
+        simulator = importlib.import_module("node.sim.cli")
+        return int(simulator.main(args_list[1:]))
+    args = _parser().parse_args(args_list)
+    if args.command == "check-config":
+        return _check_config(args.config)
+    if args.command == "write-state":
+        return _write_state(args.config, args.epoch)
+    return _run(args.config)
+
+
+def _check_config(path: Path) -> int:
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    print("ok")
+    return 0
+
+
+def _write_state(path: Path, epoch: int) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    state_file = StateFile(config.state_dir)
+    try:
+        kept = state_file.recover(epoch)
+    except (StateFileError, ValueError, OSError) as exc:
+        print(f"write-state: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_FAILED
+    print(f"wrote epoch {epoch} to {state_file.path}" + (f"; the old file is kept as {kept}" if kept else ""))
+    return 0
+
+
+def _run(path: Path) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    # gevent is imported only to run: check-config and write-state work without it.
+    from node.runtime.daemon import Daemon  # noqa: PLC0415
+    from node.runtime.sdnotify import Notifier  # noqa: PLC0415
+
+    journal = Journal(config.node_id)
+    try:
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        daemon = Daemon(config, journal, Notifier())
+        return daemon.run()
+    except StateFileError as exc:
+        journal.event("startup_failed", str(exc), LogLevel.ERROR)
+        return EXIT_STARTUP_FAILED
+    except OSError as exc:  # port in use, state_dir not writable, ...
+        journal.event("startup_failed", f"cannot start: {exc}", LogLevel.ERROR)
+        return EXIT_STARTUP_FAILED

@@ -1,0 +1,283 @@
+"""The driver: turns sockets, timers and signals into events for one algorithm and executes its actions.
+
+One greenlet (the dispatcher) owns the algorithm. Everything else only enqueues: inbound connections put
+messages, peer links put unreachable hints, signal handlers set a flag. The dispatcher stamps each event
+with the monotonic clock when it takes it, steps the algorithm, and executes the returned actions in
+order without yielding in between, so a `Persist` is on disk before the next action (a `Send` carrying
+the new epoch) runs, and no other greenlet sees a half-applied step. Timers live in the dispatcher too:
+it waits on the inbox with a timeout equal to the next timer deadline.
+
+Exit codes: 0 after a clean SIGTERM/SIGINT; EXIT_CRASHED when a critical greenlet (dispatcher, peer
+server, HTTP server, a peer link) dies, so systemd restarts us instead of keeping a zombie node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.queue
+
+from node.algorithms import make_algorithm
+from node.core.actions import (
+    Action,
+    Broadcast,
+    CancelTimer,
+    Log,
+    LogLevel,
+    Persist,
+    RoleChanged,
+    Send,
+    SetTimer,
+)
+from node.core.errors import LocalProtocolError
+from node.core.events import (
+    Event,
+    MessageReceived,
+    PeerUnreachable,
+    ShutdownRequested,
+    Start,
+    TimerFired,
+    TimerId,
+)
+from node.core.messages import Message
+from node.core.view import NodeView
+from node.runtime.config import NodeConfig
+from node.runtime.http import StatusApp, make_http_server
+from node.runtime.journal import Journal, RateLimiter
+from node.runtime.metrics import ELECTION_STARTED_EVENT, Metrics
+from node.runtime.sdnotify import Notifier
+from node.runtime.statefile import StateFile
+from node.runtime.transport import Transport, TransportLimits
+
+EXIT_CRASHED = 70  # EX_SOFTWARE: an internal error; Restart=on-failure brings the node back
+INBOX_MAX_ITEMS = 1024  # when full, inbound connections wait: back-pressure on the peers, not memory
+SHUTDOWN_FLUSH_MS = 500  # how long a stopping node waits for its last messages (RESIGN) to leave
+MAX_TIMER_FIRES_PER_PASS = 64  # a timer re-armed in the past cannot starve the inbox
+REJECT_LOG_INTERVAL_MS = 10_000  # at most one message_rejected line per remote host per 10 s
+
+
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Unreachable:
+    peer_id: int
+
+
+class _Wake:
+    """Inbox sentinel: look at the shutdown flag now."""
+
+
+_WAKE = _Wake()
+_InboxItem = Message | _Unreachable | _Wake
+
+
+def status_line(role: str, leader_id: int | None, epoch: int) -> str:
+    return f"role={role} leader={leader_id if leader_id is not None else 'none'} epoch={epoch}"
+
+
+class Daemon:
+    def __init__(self, config: NodeConfig, journal: Journal, notifier: Notifier) -> None:
+        """Loads the durable state (raises StateFileError) and builds everything; binds nothing yet."""
+        self.config = config
+        self.journal = journal
+        self.notifier = notifier
+        self.metrics = Metrics()
+        self.state_file = StateFile(config.state_dir)
+        initial_state = self.state_file.load()
+        self._initial_epoch = initial_state.epoch
+        rng = random.SystemRandom()
+        self.algorithm = make_algorithm(config.algorithm, config.settings, initial_state, rng)
+        self._inbox: gevent.queue.Queue[_InboxItem] = gevent.queue.Queue(maxsize=INBOX_MAX_ITEMS)
+        self._timers: dict[TimerId, int] = {}  # armed timer -> absolute deadline in ms
+        self._shutdown_requested = False
+        self._stopping = False
+        self._exit_code: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        self._reject_limiter = RateLimiter(REJECT_LOG_INTERVAL_MS)
+        self.transport = Transport(
+            node_id=config.node_id,
+            listen=config.listen,
+            peers=dict(config.peers),
+            secret=config.secret,
+            limits=TransportLimits.from_settings(config.settings),
+            metrics=self.metrics,
+            clock_ms=monotonic_ms,
+            deliver=self._inbox.put,
+            on_unreachable=self._peer_unreachable,
+            on_rejected=self._frame_rejected,
+            rng=rng,
+        )
+        self.http = make_http_server(config.http_listen, StatusApp(self.view, config.peers, self.metrics))
+        self._critical: list[gevent.Greenlet] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Bind, announce READY, run until SIGTERM (0) or a critical greenlet dies (EXIT_CRASHED)."""
+        self.transport.bind()
+        try:
+            self.http.start()
+        except OSError:
+            self.transport.server.close()
+            raise
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            gevent.signal_handler(signum, self._request_shutdown)
+        # The algorithm logs `started` on its Start event; this line is the runtime's half: where it listens.
+        self.journal.event(
+            "listening",
+            f"node {self.config.node_id} ({self.config.algorithm}) listening on {self.config.listen}, "
+            f"http on {self.config.http_listen}, epoch {self._initial_epoch} from {self.state_file.path}",
+            EPOCH=self._initial_epoch,
+            ALGORITHM=self.config.algorithm,
+        )
+        self._spawn_critical("dispatcher", self._dispatch_loop)
+        self._spawn_critical("peer-server", self.transport.server.serve_forever)
+        self._spawn_critical("http-server", self.http.serve_forever)
+        for link in self.transport.links.values():
+            link.greenlet.link(self._critical_exited)
+            self._critical.append(link.greenlet)
+        self.transport.start_links()
+        if self.notifier.watchdog_interval_ms is not None:
+            gevent.spawn(self._watchdog_loop, self.notifier.watchdog_interval_ms)
+        view = self.view()
+        self.notifier.ready(status_line(view.role.value, view.leader_id, view.epoch))
+        code: int = self._exit_code.get()
+        self.transport.close()
+        self.http.close()
+        self.journal.close()
+        return code
+
+    def _spawn_critical(self, name: str, run: Any) -> None:
+        greenlet = gevent.Greenlet(run)
+        greenlet.name = name
+        greenlet.link(self._critical_exited)
+        self._critical.append(greenlet)
+        greenlet.start()
+
+    def _critical_exited(self, greenlet: gevent.Greenlet) -> None:
+        if self._stopping or self._exit_code.ready():
+            return
+        reason = repr(greenlet.exception) if greenlet.exception is not None else "returned unexpectedly"
+        self.journal.event(
+            "crashed",
+            f"critical greenlet {greenlet.name} died: {reason}; exiting so that systemd restarts the node",
+            LogLevel.ERROR,
+        )
+        self._exit_code.set(EXIT_CRASHED)
+
+    def critical_alive(self) -> bool:
+        return all(not greenlet.dead for greenlet in self._critical)
+
+    def _watchdog_loop(self, interval_ms: int) -> None:
+        # The ping itself proves the hub is not blocked; the check proves no critical greenlet died.
+        while self.critical_alive():
+            self.notifier.watchdog()
+            gevent.sleep(interval_ms / 1000)
+
+    def _request_shutdown(self) -> None:
+        """SIGTERM/SIGINT handler (in its own greenlet): only records the wish and wakes the dispatcher."""
+        self._shutdown_requested = True
+        # A full inbox means the dispatcher is busy; it checks the flag before its next item anyway.
+        with contextlib.suppress(gevent.queue.Full):
+            self._inbox.put_nowait(_WAKE)
+
+    def _shutdown(self) -> None:
+        self._stopping = True
+        self.notifier.stopping()
+        self.journal.event("stopping", f"node {self.config.node_id} stopping (SIGTERM)", LogLevel.NOTICE)
+        self._execute(self.algorithm.step(ShutdownRequested(monotonic_ms())))
+        self.transport.flush(SHUTDOWN_FLUSH_MS)
+        self._exit_code.set(0)
+
+    # -- the dispatcher --------------------------------------------------------------------------------
+
+    def view(self) -> NodeView:
+        return self.algorithm.view(monotonic_ms())
+
+    def _dispatch_loop(self) -> None:
+        self._step(Start(monotonic_ms()))
+        while not self._shutdown_requested:
+            try:
+                item = self._inbox.get(timeout=self._seconds_to_next_timer())
+            except gevent.queue.Empty:
+                item = None
+            if isinstance(item, Message):
+                self._step(MessageReceived(monotonic_ms(), item))
+            elif isinstance(item, _Unreachable):
+                self._step(PeerUnreachable(monotonic_ms(), item.peer_id))
+            self._fire_due_timers()
+        self._shutdown()
+
+    def _seconds_to_next_timer(self) -> float | None:
+        if not self._timers:
+            return None
+        return max(0.0, (min(self._timers.values()) - monotonic_ms()) / 1000)
+
+    def _fire_due_timers(self) -> None:
+        for _ in range(MAX_TIMER_FIRES_PER_PASS):
+            now_ms = monotonic_ms()
+            due = [(at_ms, timer) for timer, at_ms in self._timers.items() if at_ms <= now_ms]
+            if not due:
+                return
+            _, timer = min(due)
+            del self._timers[timer]  # fired timers are disarmed; the algorithm re-arms what it wants
+            self._step(TimerFired(now_ms, timer))
+
+    def _step(self, event: Event) -> None:
+        self._execute(self.algorithm.step(event))
+
+    def _execute(self, actions: list[Action]) -> None:
+        """Execute in order. Nothing here yields, and Persist returns only once the state is on disk."""
+        for action in actions:
+            match action:
+                case Send(peer_id=peer_id, message=message):
+                    if peer_id not in self.transport.links:
+                        raise LocalProtocolError(f"algorithm sent to {peer_id}, which is not a peer")
+                    self.transport.send(peer_id, message)
+                case Broadcast(message=message):
+                    self.transport.broadcast(message)
+                case SetTimer(timer=timer, at_ms=at_ms):
+                    self._timers[timer] = at_ms
+                case CancelTimer(timer=timer):
+                    self._timers.pop(timer, None)
+                case Persist(state=state):
+                    self.state_file.save(state)  # OSError kills the dispatcher: no send may follow
+                    self.metrics.state_writes_total += 1
+                case RoleChanged(role=role, leader_id=leader_id, epoch=epoch):
+                    self.metrics.role_changed(action)
+                    self.notifier.status(status_line(role.value, leader_id, epoch))
+                case Log():
+                    self._log(action)
+
+    def _log(self, log: Log) -> None:
+        if log.event == ELECTION_STARTED_EVENT:
+            self.metrics.elections_total += 1
+        self.journal.event(
+            log.event, log.message, log.level, PEER_ID=log.peer_id, EPOCH=log.epoch, LEADER_ID=log.leader_id
+        )
+
+    # -- callbacks from the transport (other greenlets: enqueue only) ------------------------------------
+
+    def _peer_unreachable(self, peer_id: int, reason: str) -> None:
+        self._inbox.put(_Unreachable(peer_id))
+
+    def _frame_rejected(self, remote: str, reason: str) -> None:
+        host = remote.rsplit(":", 1)[0]
+        allowed, suppressed = self._reject_limiter.allow(host, monotonic_ms())
+        if allowed:
+            more = f" ({suppressed} more from this host suppressed)" if suppressed else ""
+            self.journal.event(
+                "message_rejected",
+                f"closed connection from {remote}: {reason}{more}",
+                LogLevel.WARNING,
+                REMOTE=remote,
+                REASON=reason,
+            )
