@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from node.algorithms.base import ElectionNode
 from node.algorithms.bully import Bully
+from node.algorithms.ring import Ring
 from node.core.protocol import Algorithm, RandomSource
 from node.core.settings import Settings
 from node.core.state import DurableState
 
-# "ring" joins when node/algorithms/ring.py lands (issue 4)
-ALGORITHMS: dict[str, type[Bully]] = {"bully": Bully}
+ALGORITHMS: dict[str, type[ElectionNode]] = {"bully": Bully, "ring": Ring}
 
 
 def make_algorithm(name: str, settings: Settings, state: DurableState, rng: RandomSource) -> Algorithm:
