@@ -73,11 +73,13 @@ def test_sd_notify_ready_status_watchdog_stopping(
     notify.on_ready = lambda: bound_at_ready.append(_can_connect(node.port) and _can_connect(node.http_port))
     cluster.start(1)
     cluster.start(2, env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "200000"})
-    cluster.wait_leader()
+    leader_id, epoch = cluster.wait_leader()
 
     wait_until(lambda: "READY=1" in notify.lines(), 10, "READY=1")
     assert bound_at_ready == [True], "READY=1 came before the ports were bound"
-    wait_until(lambda: "STATUS=role=leader leader=2 epoch=1" in notify.lines(), 10, "STATUS with the role")
+    role = "leader" if leader_id == 2 else "follower"
+    expected = f"STATUS=role={role} leader={leader_id} epoch={epoch}"
+    wait_until(lambda: expected in notify.lines(), 10, expected)
     # WATCHDOG_USEC=200 ms: pings every 100 ms while the critical greenlets live.
     wait_until(lambda: notify.lines().count("WATCHDOG=1") >= 5, 5, "five watchdog pings")
 
@@ -103,24 +105,25 @@ def test_sigterm_exits_0_logging_stopping_and_the_leader_resigns(
 
 
 def test_a_node_that_cannot_persist_exits_non_zero(make_cluster: Callable[..., Cluster]) -> None:
-    """A real fault, no mocks: node 2's state directory disappears (a file takes its place), then the
-    leader dies. Node 2 must persist a new epoch to run for leader; the write fails, the dispatcher
-    greenlet dies, and the whole process must exit non-zero rather than live on as a zombie."""
+    """A real fault, no mocks: the state directory of the follower with the higher id (the Bully
+    successor) disappears (a file takes its place), then the leader dies. The successor must persist a
+    new epoch to run for leader; the write fails, the dispatcher greenlet dies, and the whole process must
+    exit non-zero rather than live on as a zombie."""
     cluster = make_cluster(1, 2, 3)
     cluster.start()
     leader_id, epoch = cluster.wait_leader()
-    assert leader_id == 3
-    state_dir = cluster.nodes[2].state_dir
+    other, successor = sorted(n for n in (1, 2, 3) if n != leader_id)
+    state_dir = cluster.nodes[successor].state_dir
     state_dir.rename(state_dir.with_name("moved-away"))
     state_dir.write_text("not a directory")
 
-    cluster.kill(3)
-    exit_code = cluster.wait_exit(2, timeout_s=15)
+    cluster.kill(leader_id)
+    exit_code = cluster.wait_exit(successor, timeout_s=15)
     assert exit_code == EXIT_CRASHED
-    crashed = cluster.events(2, "crashed")
+    crashed = cluster.events(successor, "crashed")
     assert crashed and crashed[0]["PRIORITY"] == "3"
     assert "dispatcher" in crashed[0]["MESSAGE"]
-    # Nothing was sent under the epoch it failed to persist: node 1 never saw an epoch above the old one
-    # from node 2 (persist before send).
-    status = cluster.status(1)
+    # Nothing left under the epoch it failed to persist (persist before send): the other node never
+    # heard of an epoch above the old one.
+    status = cluster.status(other)
     assert status is not None and status["epoch"] == epoch
