@@ -62,13 +62,19 @@ def _stderr_is_journal(stream: TextIO) -> bool:
 
 
 class Journal:
-    def __init__(self, node_id: int | None = None, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        node_id: int | None = None,
+        stream: TextIO | None = None,
+        socket_path: str = JOURNAL_SOCKET_PATH,
+    ) -> None:
         self.node_id = node_id
         self._stream = stream if stream is not None else sys.stderr
+        self._socket_path = socket_path
         self._socket: socket.socket | None = None
         mode = os.environ.get("LEADER_NODE_LOG", "auto")
         use_journal = mode == "journal" or (mode == "auto" and _stderr_is_journal(self._stream))
-        if use_journal and os.path.exists(JOURNAL_SOCKET_PATH):
+        if use_journal and os.path.exists(socket_path):
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._socket.setblocking(False)
         self.entries_to_stderr = 0  # entries that fell back (or were meant for) stderr
@@ -92,7 +98,7 @@ class Journal:
         fields["MESSAGE"] = message[:MAX_MESSAGE_CHARS]
         if self._socket is not None:
             try:
-                self._socket.sendto(encode_native(fields), JOURNAL_SOCKET_PATH)
+                self._socket.sendto(encode_native(fields), self._socket_path)
                 return
             except OSError:
                 pass  # journald busy or gone: this entry goes to stderr rather than nowhere
