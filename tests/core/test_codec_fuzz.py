@@ -1,0 +1,171 @@
+"""Hypothesis: whatever a peer sends, the decoder answers with messages or RemoteProtocolError only."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import re
+import struct
+from typing import Any
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from node.core.codec import FrameDecoder, decode_payload, encode_frame
+from node.core.errors import RemoteProtocolError
+from node.core.messages import Message
+
+from .samples import OTHER_SECRET, SECRET, canonical, messages, sign
+
+_FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+_TOO_MANY_DIGITS = re.compile(rb"\d{4301}")
+
+
+def _hits_known_decoder_bug(payload: bytes) -> bool:
+    """The inputs of the codec bugs pinned as strict xfails in test_codec.py (non-ASCII `auth` string,
+    integers over 4300 digits), kept out of the searches until decode_payload is fixed. Hypothesis finds
+    the first one within a few hundred byte flips: delete this filter together with those xfails."""
+    if _TOO_MANY_DIGITS.search(payload):
+        return True
+    try:
+        body = json.loads(payload.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return False
+    auth = body.get("auth") if isinstance(body, dict) else None
+    return isinstance(auth, str) and not auth.isascii()
+
+
+def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    edges = [0, *points, len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(edges)]
+
+
+def _drain(decoder: FrameDecoder, limit: int = 10_000) -> list[Message]:
+    """Every message until None or RemoteProtocolError (anything else propagates and fails the test)."""
+    out: list[Message] = []
+    try:
+        for _ in range(limit):
+            message = decoder.next_message()
+            if message is None:
+                return out
+            out.append(message)
+    except RemoteProtocolError:
+        return out
+    raise AssertionError("decoder yielded an unbounded number of messages")
+
+
+# Mostly-random bytes hit the size limit at once; half the streams start with a small length prefix so
+# that the payload parser sees the garbage too.
+_streams = st.binary(max_size=2048) | st.builds(
+    lambda length, rest: struct.pack(">I", length) + rest,
+    st.integers(0, 300),
+    st.binary(max_size=1024),
+)
+
+
+@_FUZZ
+@given(_streams, st.lists(st.integers(min_value=0), max_size=8))
+def test_arbitrary_bytes_in_arbitrary_reads(data: bytes, cuts: list[int]) -> None:
+    decoder = FrameDecoder(SECRET)
+    with contextlib.suppress(RemoteProtocolError):
+        for chunk in _chunks(data, cuts):
+            decoder.feed(chunk)
+
+
+@_FUZZ
+@given(st.binary(max_size=4096))
+def test_arbitrary_payload(payload: bytes) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        decode_payload(payload, SECRET)
+
+
+@_FUZZ
+@given(messages, st.binary(max_size=512))
+def test_valid_frame_then_arbitrary_bytes(message: Message, tail: bytes) -> None:
+    decoder = FrameDecoder(SECRET)
+    decoder.receive(encode_frame(message, SECRET) + tail)
+    assert decoder.next_message() == message
+    _drain(decoder)
+
+
+@_FUZZ
+@given(messages, st.data())
+def test_byte_flips_never_forge_or_crash(message: Message, data: st.DataObject) -> None:
+    encoded = bytearray(encode_frame(message, SECRET))
+    flips = data.draw(st.lists(st.integers(0, len(encoded) - 1), min_size=1, max_size=4, unique=True))
+    for index in flips:
+        encoded[index] ^= data.draw(st.integers(1, 255))
+    assume(not _hits_known_decoder_bug(bytes(encoded[4:])))
+    decoder = FrameDecoder(SECRET)
+    decoder.receive(bytes(encoded))
+    got = _drain(decoder)
+    # A flipped frame is rejected or still incomplete; the HMAC guarantees it never yields a different
+    # message. (A flip may still decode to the same message, e.g. a hex digit's case in the prefix.)
+    assert got in ([], [message])
+
+
+@_FUZZ
+@given(st.lists(messages, min_size=1, max_size=6), st.lists(st.integers(min_value=0), max_size=12))
+def test_random_messages_round_trip_in_random_reads(batch: list[Message], cuts: list[int]) -> None:
+    stream = b"".join(encode_frame(m, SECRET) for m in batch)
+    decoder = FrameDecoder(SECRET)
+    out: list[Message] = []
+    for chunk in _chunks(stream, cuts):
+        out.extend(decoder.feed(chunk))
+    assert out == batch
+    assert decoder.buffered_bytes == 0
+
+
+@_FUZZ
+@given(messages)
+def test_random_messages_signed_with_another_secret_are_rejected(message: Message) -> None:
+    try:
+        FrameDecoder(SECRET).feed(encode_frame(message, OTHER_SECRET))
+    except RemoteProtocolError:
+        return
+    raise AssertionError("frame signed with another secret was accepted")
+
+
+# Structured fuzz: near-valid JSON objects (a real message's body with keys dropped, added or replaced by
+# arbitrary JSON), signed correctly or not. This reaches the field checks behind the HMAC.
+_json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+_keys = st.sampled_from(
+    ["type", "from", "epoch", "leader", "initiator", "ids", "pre_vote", "granted", "known_epoch", "auth"]
+) | st.text(max_size=6)
+
+
+@st.composite
+def _near_valid_payloads(draw: st.DrawFn) -> bytes:
+    body: dict[str, Any] = draw(messages).to_wire()
+    for _ in range(draw(st.integers(0, 3))):
+        action = draw(st.sampled_from(["drop", "set"]))
+        if action == "drop" and body:
+            del body[draw(st.sampled_from(sorted(body)))]
+        else:
+            body[draw(_keys)] = draw(_json_values)
+    if draw(st.booleans()):
+        body = sign(body)
+    elif draw(st.booleans()):
+        body["auth"] = draw(_json_values)
+    return canonical(body) if draw(st.booleans()) else json.dumps(body).encode()
+
+
+@_FUZZ
+@given(_near_valid_payloads())
+def test_near_valid_objects_raise_only_remote_protocol_error(payload: bytes) -> None:
+    assume(not _hits_known_decoder_bug(payload))
+    try:
+        message = decode_payload(payload, SECRET)
+    except RemoteProtocolError:
+        return
+    # Accepted: it must be exactly what a correct peer would have signed.
+    assert canonical(sign(message.to_wire())) == canonical(json.loads(payload))
