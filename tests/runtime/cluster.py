@@ -184,6 +184,20 @@ class Cluster:
         self.wait_exit(node_id, timeout_s=10)
         return sent_at
 
+    def pause(self, node_id: int) -> datetime:
+        """SIGSTOP: a silent node whose sockets stay open (no FIN, no RST)."""
+        return self.signal(node_id, signal.SIGSTOP)
+
+    def resume(self, node_id: int) -> datetime:
+        return self.signal(node_id, signal.SIGCONT)
+
+    def restart(self, node_id: int) -> datetime:
+        """SIGKILL (if running) and start again with the same ports and state directory."""
+        if self.nodes[node_id].running:
+            self.kill(node_id)
+        self.start(node_id)
+        return self.nodes[node_id].started_at[-1]
+
     def terminate(self, node_id: int, timeout_s: float = 10) -> int:
         self.signal(node_id, signal.SIGTERM)
         return self.wait_exit(node_id, timeout_s)

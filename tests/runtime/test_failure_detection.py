@@ -79,3 +79,24 @@ def test_black_holed_peer_does_not_delay_heartbeats_to_the_others(
     assert status is not None
     assert status["peers"]["8"]["state"] == "suspected"
     assert status["peers"]["2"]["state"] == "alive"
+
+
+def test_a_killed_leader_is_noticed_through_its_closed_connection_not_the_timeout(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    """With a 3 s failure timeout, only the transport's connection-close hint can make the followers
+    drop a SIGKILLed leader within a few hundred milliseconds."""
+    cluster = make_cluster(1, 2, 3, heartbeat_interval="1s", failure_timeout="3s", election_timeout="5s")
+    cluster.start()
+    leader_id, _ = cluster.wait_leader(timeout_s=20)
+    followers = [n for n in cluster.nodes if n != leader_id]
+
+    killed_at = cluster.kill(leader_id)
+    for node_id in followers:
+        lost = wait_until(
+            lambda n=node_id: cluster.events(n, "leader_lost", since=killed_at),
+            timeout_s=5,
+            what=f"node {node_id} to log leader_lost",
+        )
+        delay = lost[0]["ts"] - killed_at
+        assert delay < timedelta(milliseconds=300), f"node {node_id} noticed after {delay}"
