@@ -324,6 +324,7 @@ class Cluster:
             )
         self.transcript: list[Entry] = []
         self.sent: Counter[MsgType] = Counter()  # every message handed to the network, by type
+        self.sent_log: list[tuple[int, int, int, MsgType]] = []  # (at_ms, src, dst, type)
         self.leaders_by_epoch: dict[int, set[int]] = {}
         self.leader_claims: list[tuple[int, int, Message]] = []  # (at_ms, node, leader-claiming message)
 
@@ -420,6 +421,9 @@ class Cluster:
             if e.log.event == name and e.at_ms >= since_ms and (node_id is None or e.node_id == node_id)
         ]
 
+    def sent_since(self, since_ms: int) -> Counter[MsgType]:
+        return Counter(msg_type for at_ms, _, _, msg_type in self.sent_log if at_ms >= since_ms)
+
     def epochs(self) -> dict[int, int]:
         return {i: m.durable.epoch for i, m in self.members.items()}
 
@@ -456,6 +460,7 @@ class Cluster:
 
     def _deliver(self, src: int, dst: int, message: Message) -> None:
         self.sent[message.type] += 1
+        self.sent_log.append((self.now_ms, src, dst, message.type))
         if self.members[dst].algorithm is None:  # refused: the sender's transport notices
             self._push(self.now_ms + self._latency(src, dst), src, "unreachable", dst)
             return
