@@ -20,7 +20,7 @@ from node.core.state import DurableState
 MAX_STASHED_ITEMS = 10_000  # work queued for a paused node (a socket buffer); beyond it, new work is lost
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per message, and frozen init is slower
 class Delivery:
     dst: int
     incarnation: int
@@ -28,7 +28,7 @@ class Delivery:
     message: Message
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per message, and frozen init is slower
 class TimerDue:
     node_id: int
     incarnation: int
@@ -36,7 +36,7 @@ class TimerDue:
     generation: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per message, and frozen init is slower
 class HintDue:
     """The transport of `node_id` saw its connection to `peer_id` refused or reset."""
 
@@ -52,6 +52,7 @@ class SimNode:
     def __init__(self, settings: Settings) -> None:
         self.node_id = settings.node_id
         self.settings = settings
+        self.peer_ids = settings.peer_ids
         self.disk = DurableState()
         self.algorithm: Algorithm | None = None
         self.incarnation = 0
@@ -65,6 +66,7 @@ class SimNode:
         self.role = Role.FOLLOWER
         self.leader_id: int | None = None
         self.epoch = 0
+        self.published: tuple[Role, int | None, int] | None = None  # the last RoleChanged
         self.restarted = False  # no step yet since the last (re)start
 
     @property
@@ -92,6 +94,7 @@ class SimNode:
         self.connected.clear()
         self.role = Role.FOLLOWER
         self.leader_id = None
+        self.published = None
 
     def reborn(self, algorithm: Algorithm, now_ms: int) -> None:
         self.kill()

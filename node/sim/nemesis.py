@@ -50,13 +50,24 @@ class Nemesis:
         self._active: dict[int, tuple[str, Stop]] = {}
         self._next_fault_id = 1
         self._until_ms = 0
+        self._era = 0  # bumped by heal_all: every step scheduled before it becomes a no-op
         self.started: dict[str, int] = {}
 
     # --- schedule --------------------------------------------------------------------------------
 
+    def later(self, at_ms: int, label: str, run: Stop) -> None:
+        """Schedule a step of a fault; it is skipped if `heal_all` runs first."""
+        era = self._era
+
+        def guarded() -> None:
+            if era == self._era:
+                run()
+
+        self.world.call_at(at_ms, label, guarded)
+
     def run_faults_until(self, until_ms: int) -> None:
         self._until_ms = until_ms
-        self.world.call_at(self.world.now_ms + self.rng.randint(*FAULT_GAP_MS), "tick", self._tick)
+        self.later(self.world.now_ms + self.rng.randint(*FAULT_GAP_MS), "tick", self._tick)
 
     def _tick(self) -> None:
         now_ms = self.world.now_ms
@@ -69,7 +80,7 @@ class Nemesis:
             stop = NEMESES[name](self)
             if stop is not None:
                 self._register(name, stop)
-        self.world.call_at(now_ms + self.rng.randint(*FAULT_GAP_MS), "tick", self._tick)
+        self.later(now_ms + self.rng.randint(*FAULT_GAP_MS), "tick", self._tick)
 
     def _register(self, name: str, stop: Stop) -> None:
         fault_id = self._next_fault_id
@@ -78,7 +89,7 @@ class Nemesis:
         self.started[name] = self.started.get(name, 0) + 1
         duration_ms = self.rng.randint(*FAULT_DURATION_MS)
         stop_at_ms = self.world.now_ms + duration_ms
-        self.world.call_at(stop_at_ms, f"stop {name}#{fault_id}", functools.partial(self._end, fault_id))
+        self.later(stop_at_ms, f"stop {name}#{fault_id}", functools.partial(self._end, fault_id))
 
     def _end(self, fault_id: int) -> None:
         entry = self._active.pop(fault_id, None)
@@ -90,6 +101,7 @@ class Nemesis:
         for fault_id in sorted(self._active):
             self._end(fault_id)
         self._until_ms = 0
+        self._era += 1
         world = self.world
         world.network.heal()
         world.release_held()
@@ -171,7 +183,7 @@ def swizzle_clog(nemesis: Nemesis) -> Stop:
     chosen = ids[: rng.randint(2, len(ids))]
     at_ms = world.now_ms
     for node_id in chosen:
-        world.call_at(at_ms, f"clog {node_id}", functools.partial(world.network.clog, node_id))
+        nemesis.later(at_ms, f"clog {node_id}", functools.partial(world.network.clog, node_id))
         at_ms += rng.randint(*CLOG_STEP_MS)
 
     def unclog_in_random_order() -> None:
@@ -179,7 +191,7 @@ def swizzle_clog(nemesis: Nemesis) -> Stop:
         rng.shuffle(order)
         at_ms = world.now_ms
         for node_id in order:
-            world.call_at(at_ms, f"unclog {node_id}", functools.partial(_unclog, world, node_id))
+            nemesis.later(at_ms, f"unclog {node_id}", functools.partial(_unclog, world, node_id))
             at_ms += rng.randint(*CLOG_STEP_MS)
 
     return unclog_in_random_order
@@ -218,7 +230,7 @@ def crash_restart_fast(nemesis: Nemesis) -> Stop | None:
     restart = crash_random(nemesis)
     if restart is None:
         return None
-    world.call_at(world.now_ms + nemesis.rng.randint(0, 300), "fast restart", restart)
+    nemesis.later(world.now_ms + nemesis.rng.randint(0, 300), "fast restart", restart)
     return restart
 
 

@@ -4,7 +4,8 @@ Safety phase: nodes 1..N start within the first seconds (sometimes all at once),
 faults for a random 30-60 s of virtual time; invariants are checked after every step.
 Liveness phase: every fault ends (`heal_all`), and in about a third of the runs a minority of nodes is
 then crashed or isolated again for good. The remaining majority must agree on one leader and epoch
-within `liveness_bound_ms` of the heal and keep it for `stable_ms`.
+within `liveness_bound_ms` of the heal and keep it for `stable_ms`; the run ends once it has (or at
+heal + bound + stable_ms).
 
 Liveness bound (rule 4), from the core's timers:
     failure_timeout (a stale view of the old leader expires)
@@ -118,24 +119,30 @@ def algorithm_factory(name: str) -> AlgorithmFactory:
     return build  # type: ignore[return-value]
 
 
-def run_seed(config: RunConfig, factory: AlgorithmFactory | None = None) -> RunResult:
-    """Run one seed to the end (or to its first safety violation). Never raises for a bad algorithm:
-    a violated invariant, an exceeded bound or an exception in the algorithm is a violation."""
+def build_world(
+    config: RunConfig, factory: AlgorithmFactory | None = None, *, fail_fast: bool = True
+) -> tuple[World, Nemesis, random.Random]:
+    """A cluster of stopped nodes, its nemesis, and the run's one random generator."""
     rng = random.Random(config.seed)
     settings = config.settings()
-    trace = Trace(keep_all_lines=config.keep_trace)
-    safety = SafetyMonitor(len(settings), config.failure_timeout_ms)
-    network = Network([s.node_id for s in settings], rng, NetworkProfile())
     world = World(
         settings=settings,
         factory=factory or algorithm_factory(config.algorithm),
         rng=rng,
-        network=network,
-        trace=trace,
-        safety=safety,
+        network=Network([s.node_id for s in settings], rng, NetworkProfile()),
+        trace=Trace(keep_all_lines=config.keep_trace),
+        safety=SafetyMonitor(len(settings), config.failure_timeout_ms, fail_fast=fail_fast),
         max_events=config.max_events,
     )
-    nemesis = Nemesis(world, rng, config.nemeses, Timers.of(settings[0]))
+    return world, Nemesis(world, rng, config.nemeses, Timers.of(settings[0])), rng
+
+
+def run_seed(config: RunConfig, factory: AlgorithmFactory | None = None) -> RunResult:
+    """Run one seed to the end (or to its first safety violation). Never raises for a bad algorithm:
+    a violated invariant, an exceeded bound or an exception in the algorithm is a violation."""
+    world, nemesis, rng = build_world(config, factory)
+    settings = config.settings()
+    trace = world.trace
     result = RunResult(config)
     safety_end_ms = rng.randint(config.safety_ms_min, config.safety_ms_max)
     try:
@@ -192,8 +199,12 @@ def _liveness_phase(
     monitor = LivenessMonitor(healed_ms, bound_ms, frozenset(set(ids) - set(left_out)))
     world.on_step = lambda: monitor.observe(world.now_ms, world.snapshots())
     monitor.observe(world.now_ms, world.snapshots())
+    # Run until the agreement has lasted `stable_ms` (or the bound has certainly been missed).
     end_ms = healed_ms + bound_ms + stable_ms(settings)
-    world.run_until(end_ms)
+    while world.now_ms < end_ms:
+        world.run_until(min(end_ms, world.now_ms + settings.heartbeat_interval_ms))
+        if monitor.converged_ms is not None and world.now_ms - monitor.converged_ms >= stable_ms(settings):
+            break
     world.on_step = None
     result.healed_ms = healed_ms
     result.left_out = tuple(left_out)

@@ -34,6 +34,7 @@ AlgorithmFactory = Callable[[Settings, DurableState, random.Random], Algorithm]
 
 MAX_ACTIONS_PER_STEP = 1_000  # one event producing more actions than this is a bug
 RST_DELAY_MS = (1, 5)  # a refused connect or a reset reaches the sender this fast on loopback
+_QUIET_ACTIONS = (Send, Broadcast, SetTimer, CancelTimer)  # a step with only these changed no state
 
 
 class SimulationLimitError(Exception):
@@ -74,7 +75,8 @@ class World:
         self.events = 0
         self.elections = 0
         self.leader_changes = 0
-        self.on_step: Callable[[], None] | None = None  # extra checks after each step (liveness)
+        self.on_step: Callable[[], None] | None = None  # extra check after a step that changed a view
+        self.views_changed = False
 
     @property
     def now_ms(self) -> int:
@@ -146,13 +148,21 @@ class World:
         actions = node.algorithm.step(event)
         if len(actions) > MAX_ACTIONS_PER_STEP:
             raise SimulationLimitError(f"node {node.node_id} produced {len(actions)} actions for {event!r}")
+        quiet = True
         for action in actions:
             self._execute(node, action)
-        self._observe(node)
-        if self.on_step is not None:
+            quiet = quiet and isinstance(action, _QUIET_ACTIONS)
+        if not quiet or node.restarted:
+            self._observe(node)
+        self._check_stale_leaders()
+        if self.on_step is not None and self.views_changed:
+            self.views_changed = False
             self.on_step()
 
     def _observe(self, node: SimNode) -> None:
+        """Read the node's view after a step that changed something (it persisted, logged or
+        published a role). Steps that only send and arm timers are not read, for speed: the view must
+        match the last RoleChanged anyway, and that is checked here."""
         assert node.algorithm is not None
         now_ms = self.now_ms
         view = node.algorithm.view(now_ms)
@@ -164,8 +174,16 @@ class World:
             durable=node.disk,
             restarted=node.restarted,
         )
+        self.safety.on_published(
+            now_ms, node.node_id, (view.role, view.leader_id, view.epoch), node.published
+        )
         node.restarted = False
-        node.role, node.leader_id, node.epoch = view.role, view.leader_id, view.epoch
+        if (view.role, view.leader_id, view.epoch) != (node.role, node.leader_id, node.epoch):
+            node.role, node.leader_id, node.epoch = view.role, view.leader_id, view.epoch
+            self.views_changed = True
+
+    def _check_stale_leaders(self) -> None:
+        now_ms = self.now_ms
         for other in self.nodes.values():
             if other.role is Role.LEADER and other.running:
                 self.safety.check_stale_leader(
@@ -177,9 +195,11 @@ class World:
     def _execute(self, node: SimNode, action: Action) -> None:
         node_id = node.node_id
         if isinstance(action, Send):
+            self.safety.on_send(self.now_ms, node_id, action.message, node.disk.epoch)
             self._send(node, action.peer_id, action.message)
         elif isinstance(action, Broadcast):
-            for peer_id in node.settings.peer_ids:
+            self.safety.on_send(self.now_ms, node_id, action.message, node.disk.epoch)
+            for peer_id in node.peer_ids:
                 self._send(node, peer_id, action.message)
         elif isinstance(action, SetTimer):
             self._generation += 1
@@ -194,6 +214,7 @@ class World:
             node.disk = action.state
             self.log(f"n{node_id} persist epoch={action.state.epoch} voted_for={action.state.voted_for}")
         elif isinstance(action, RoleChanged):
+            node.published = (action.role, action.leader_id, action.epoch)
             self.log(f"n{node_id} role {action.role.value} leader={action.leader_id} epoch={action.epoch}")
             if action.role is Role.LEADER:
                 self.leader_changes += 1
@@ -216,7 +237,6 @@ class World:
     def _send(self, node: SimNode, dst: int, message: Message) -> None:
         now_ms = self.now_ms
         src = node.node_id
-        self.safety.on_send(now_ms, src, message, node.disk.epoch)
         peer = self.nodes.get(dst)
         if peer is None or dst == src:
             raise SimulationLimitError(f"node {src} sent {message!r} to non-peer {dst}")
@@ -264,6 +284,7 @@ class World:
         if not node.alive:
             return
         self.log(f"n{node_id} crash")
+        self.views_changed = True
         for peer_id in sorted(node.connected):
             peer = self.nodes[peer_id]
             peer.connected.discard(node_id)
