@@ -40,15 +40,20 @@ def encode_frame(message: Message, secret: bytes) -> bytes:
 def decode_payload(payload: bytes, secret: bytes) -> Message:
     """One frame's payload -> message. Raises RemoteProtocolError for anything a peer got wrong."""
     try:
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and Python's int-digits limit.
         body = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise RemoteProtocolError(f"frame is not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise RemoteProtocolError("frame is not a JSON object")
     auth = body.pop("auth", None)
-    if not isinstance(auth, str):
-        raise RemoteProtocolError("frame has no auth field")
-    if not hmac.compare_digest(auth, _mac(secret, body)):
+    if not isinstance(auth, str) or not auth.isascii():
+        raise RemoteProtocolError("frame has no valid auth field")
+    try:
+        expected = _mac(secret, body)
+    except (UnicodeEncodeError, RecursionError) as exc:  # lone surrogates, absurd nesting
+        raise RemoteProtocolError(f"frame cannot be authenticated: {exc}") from exc
+    if not hmac.compare_digest(auth, expected):
         raise RemoteProtocolError("frame has a bad HMAC (wrong cluster secret or tampered)")
     return from_wire(body)
 

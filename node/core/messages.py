@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from node.core.errors import RemoteProtocolError
 
 MAX_IDS_IN_MESSAGE = 1024  # a ring token can never list more members than this
+MAX_INTEGER = 2**63 - 1  # ids and epochs: what any sane peer (and a signed 64-bit field) can hold
 
 
 class MsgType(StrEnum):
@@ -31,8 +32,8 @@ def _is_int(value: object) -> bool:
 
 
 def _check_node_id(name: str, value: object) -> None:
-    if not _is_int(value) or value < 0:  # type: ignore[operator]
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    if not _is_int(value) or not 0 <= value <= MAX_INTEGER:  # type: ignore[operator]
+        raise ValueError(f"{name} must be an integer in [0, 2^63), got {value!r}")
 
 
 def _check_optional_node_id(name: str, value: object) -> None:
@@ -128,6 +129,10 @@ class Coordinator(_Wire):
     epoch: int
     leader_id: int
     initiator: int
+
+    def __post_init__(self) -> None:
+        _Wire.__post_init__(self)
+        _check_node_id("leader_id", self.leader_id)  # unlike a heartbeat's, never null
 
 
 @dataclass(frozen=True, slots=True)

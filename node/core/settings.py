@@ -20,6 +20,9 @@ class Settings:
     preempt: bool = False
 
     def __post_init__(self) -> None:
+        for member_id in self.member_ids:
+            if type(member_id) is not int or member_id < 0:
+                raise ValueError(f"member ids must be non-negative integers, got {member_id!r}")
         if self.node_id not in self.member_ids:
             raise ValueError(f"node_id {self.node_id} is not a member {self.member_ids}")
         if len(set(self.member_ids)) != len(self.member_ids):

@@ -48,14 +48,14 @@ def load_state(data: bytes) -> DurableState:
     """Parse a state file's bytes. Raises StateCorruptError with the reason."""
     try:
         body = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, int limits
         raise StateCorruptError(f"not valid JSON (truncated or overwritten?): {exc}") from exc
     if not isinstance(body, dict):
         raise StateCorruptError("not a JSON object")
     checksum = body.pop("sha256", None)
     if checksum != _digest(body):
         raise StateCorruptError("checksum mismatch (the file was modified or partially written)")
-    if body.get("version") != STATE_FORMAT_VERSION:
+    if type(body.get("version")) is not int or body["version"] != STATE_FORMAT_VERSION:
         raise StateCorruptError(f"unsupported state format version {body.get('version')!r}")
     try:
         return DurableState(epoch=body["epoch"], voted_for=body["voted_for"])

@@ -13,7 +13,6 @@ from node.core.errors import RemoteProtocolError
 from node.core.messages import MAX_IDS_IN_MESSAGE, Election, Message
 
 from .samples import (
-    COORDINATOR_LEADER_NONE,
     EXAMPLE_MESSAGES,
     OTHER_SECRET,
     SECRET,
@@ -201,12 +200,7 @@ def _payload_rows() -> list[Any]:
                 for bad in _BAD_INTS:
                     if bad is None and wire["type"] == "HEARTBEAT" and key == "leader":
                         continue  # a heartbeat's leader may be null: no leader known
-                    marks = (
-                        (COORDINATOR_LEADER_NONE,)
-                        if bad is None and wire["type"] == "COORDINATOR" and key == "leader"
-                        else ()
-                    )
-                    add_signed(f"bad-{key}={bad!r}-{name}", {**wire, key: bad}, *marks)
+                    add_signed(f"bad-{key}={bad!r}-{name}", {**wire, key: bad})
             elif key in _BOOL_FIELDS:
                 for bad in _BAD_BOOLS:
                     add_signed(f"bad-{key}={bad!r}-{name}", {**wire, key: bad})
@@ -282,15 +276,8 @@ def test_zero_length_frame_is_an_error() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Known codec bugs: a peer (before authentication!) makes the decoder raise something other than
-# RemoteProtocolError, which a driver that catches only RemoteProtocolError turns into a crashed
-# connection handler or worse. Strict xfail: these start failing (XPASS) once decode_payload is fixed.
-
-DECODER_ESCAPES = pytest.mark.xfail(
-    strict=True,
-    raises=(TypeError, ValueError, RecursionError),
-    reason="core bug: decode_payload lets non-RemoteProtocolError exceptions escape (see each row)",
-)
+# Inputs that once escaped as other exceptions (before authentication!): a driver that catches only
+# RemoteProtocolError would have turned them into a crashed connection handler.
 
 
 @pytest.mark.parametrize(
@@ -308,14 +295,12 @@ DECODER_ESCAPES = pytest.mark.xfail(
         pytest.param(b'{"epoch":' + b"9" * 5000 + b',"auth":"x"}', id="5000-digit-int-ValueError"),
     ],
 )
-@DECODER_ESCAPES
-def test_known_bug_decoder_escapes(payload: bytes) -> None:
+def test_decoder_odd_inputs_raise_remote_protocol_error(payload: bytes) -> None:
     with pytest.raises(RemoteProtocolError):
         decode_payload(payload, SECRET)
 
 
-@DECODER_ESCAPES
-def test_known_bug_nesting_that_parses_but_does_not_reserialise() -> None:
+def test_nesting_that_parses_but_does_not_reserialise() -> None:
     # json.loads and json.dumps have slightly different recursion costs: at some depth the payload
     # parses but _mac's json.dumps raises RecursionError, outside the try in decode_payload.
     for depth in range(1, 1500):

@@ -88,12 +88,6 @@ def test_valid_settings_boundaries_are_accepted(changes: dict[str, Any]) -> None
     Settings(**{**_BASE, **changes})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="core gap: Settings does not check that ids are non-negative ints, but every message rejects "
-    "such a sender, so a node with id -1 (or True) could never be heard",
-)
 @pytest.mark.parametrize(
     "changes",
     [{"node_id": -1, "member_ids": (-1, 2)}, {"node_id": True, "member_ids": (True, 2)}],

@@ -114,13 +114,6 @@ def test_bad_checksum_is_corrupt(data: bytes) -> None:
         load_state(data)
 
 
-_LOOSE_VERSION = pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="minor core bug: load_state compares version with !=, so 1.0 and true pass as version 1",
-)
-
-
 @pytest.mark.parametrize(
     "version",
     [
@@ -128,8 +121,8 @@ _LOOSE_VERSION = pytest.mark.xfail(
         2,
         "1",
         None,
-        pytest.param(1.0, marks=_LOOSE_VERSION),
-        pytest.param(True, marks=_LOOSE_VERSION),
+        1.0,
+        True,
     ],
     ids=repr,
 )
@@ -175,18 +168,12 @@ def test_missing_field_with_a_valid_checksum_is_corrupt(missing: str) -> None:
         load_state(_file(body))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(ValueError, RecursionError),
-    reason="core bug: load_state catches only UnicodeDecodeError/JSONDecodeError around json.loads; "
-    "a >4300-digit integer raises plain ValueError and deep nesting RecursionError",
-)
 @pytest.mark.parametrize(
     "data",
     [b'{"epoch": ' + b"1" * 5000 + b"}", b"[" * 100_000],
     ids=["5000-digit-int", "deep-nesting"],
 )
-def test_known_bug_load_state_escapes(data: bytes) -> None:
+def test_absurd_json_is_corrupt(data: bytes) -> None:
     with pytest.raises(StateCorruptError):
         load_state(data)
 
