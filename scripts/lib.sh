@@ -1,0 +1,150 @@
+# Shared helpers for the host-setup scripts. Source it; do not run it.
+# Everything here is idempotent: it installs or starts only what is missing.
+
+# shellcheck shell=bash
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE_DIR="${LEADER_NODE_CACHE_DIR:-$REPO_ROOT/.cache}"
+VENV="${VENV:-$REPO_ROOT/.venv}"
+
+# Names of everything this project creates in Docker. Leftovers are found by these prefixes.
+CLUSTER_NAME_RE='leader-node-[0-9]+'   # make cluster: containers leader-node-1..5
+CLUSTER_NETWORK="leader-node-net"      # make cluster: network
+CLUSTER_SUBNET="172.30.77.0/24"        # addresses .11-.15, see inventory/host_vars
+MOLECULE_PREFIX="lnmol-"               # Molecule: containers lnmol-<scenario>-N, network lnmol-<scenario>-net
+IMAGE_REPO="leader-node-systemd"       # base image, tagged by the hash of its recipe
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+need_root() {
+    [[ $(id -u) -eq 0 ]] || die "$1 needs root (it installs packages and runs Docker)"
+}
+
+# now_s: seconds since the epoch, for deadlines.
+now_s() { date +%s; }
+
+apt_updated=0
+apt_install() {
+    need_root "installing $*"
+    if [[ $apt_updated -eq 0 ]]; then
+        log "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        apt_updated=1
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# ensure_docker: the Docker engine from Debian's packages, installed and running.
+ensure_docker() {
+    if docker info >/dev/null 2>&1; then
+        return 0
+    fi
+    if ! command -v dockerd >/dev/null 2>&1; then
+        apt_install docker.io iptables
+    fi
+    command -v iptables >/dev/null 2>&1 || apt_install iptables
+    need_root "starting dockerd"
+    # A killed dockerd leaves its pid file behind and the next one refuses to start.
+    local pidfile=/var/run/docker.pid pid
+    if [[ -f $pidfile ]]; then
+        pid="$(cat "$pidfile" 2>/dev/null || true)"
+        if [[ -z $pid ]] || ! kill -0 "$pid" 2>/dev/null; then
+            log "removing stale $pidfile (pid '${pid}' is not alive)"
+            rm -f "$pidfile"
+        fi
+    fi
+    if ! pgrep -x dockerd >/dev/null 2>&1; then
+        log "starting dockerd (log: /var/log/leader-node-dockerd.log)"
+        # setsid: the daemon outlives this script and its make.
+        setsid dockerd >/var/log/leader-node-dockerd.log 2>&1 </dev/null &
+    fi
+    local deadline=$(($(now_s) + 60))
+    until docker info >/dev/null 2>&1; do
+        if (($(now_s) > deadline)); then
+            tail -n 30 /var/log/leader-node-dockerd.log >&2 || true
+            die "dockerd did not answer within 60 s"
+        fi
+        sleep 0.5
+    done
+    log "dockerd is up ($(docker version --format '{{.Server.Version}}'))"
+}
+
+# image_recipe / image_ref: the base image is named by a hash of everything that shapes it.
+IMAGE_PACKAGES="systemd,systemd-sysv,dbus,python3,python3-venv,iptables,iproute2,procps"
+image_recipe() {
+    printf 'suite=bookworm variant=minbase packages=%s\n' "$IMAGE_PACKAGES"
+    cat "$REPO_ROOT/scripts/build-image.sh"
+}
+image_ref() {
+    printf '%s:%s' "$IMAGE_REPO" "$(image_recipe | sha256sum | cut -c1-12)"
+}
+
+# debian_mirror: the first Debian mirror this machine's apt uses (deb822 or one-line format).
+debian_mirror() {
+    local m=""
+    if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
+        m="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)"
+    fi
+    if [[ -z $m && -f /etc/apt/sources.list ]]; then
+        m="$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' \
+            /etc/apt/sources.list)"
+    fi
+    printf '%s' "${m:-http://deb.debian.org/debian}"
+}
+
+# remove_containers_matching REGEX: force-remove every container whose whole name matches REGEX.
+remove_containers_matching() {
+    local regex=$1 ids
+    ids="$(docker ps -aq --filter "name=^/${regex}\$")"
+    if [[ -n $ids ]]; then
+        log "removing containers matching ${regex}"
+        # shellcheck disable=SC2086
+        docker rm -f $ids >/dev/null
+    fi
+}
+
+# remove_networks_matching REGEX: remove every network whose whole name matches REGEX.
+remove_networks_matching() {
+    local regex=$1 name
+    for name in $(docker network ls --format '{{.Name}}' | grep -E "^${regex}\$" || true); do
+        log "removing network $name"
+        docker network rm "$name" >/dev/null
+    done
+}
+
+# The capability set that runs systemd as PID 1 here (HOSTLAB.md: --privileged fails on this machine).
+SYSTEMD_RUN_FLAGS=(
+    --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add NET_RAW
+    --security-opt seccomp=unconfined --security-opt apparmor=unconfined
+    --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw
+    --tmpfs /run --tmpfs /run/lock --stop-signal SIGRTMIN+3
+)
+
+# wait_systemd_running NAME DEADLINE_S: poll until systemd in the container has finished booting.
+wait_systemd_running() {
+    local name=$1 deadline=$(($(now_s) + $2)) state=""
+    while true; do
+        state="$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)"
+        case $state in
+            running) return 0 ;;
+            degraded)
+                docker exec "$name" systemctl --failed --no-legend >&2 || true
+                die "$name booted degraded"
+                ;;
+        esac
+        (($(now_s) <= deadline)) || die "$name: systemd not running after $2 s (state: '${state}')"
+        sleep 0.25
+    done
+}
+
+# ensure_venv: the controller's pinned tools (ansible, molecule, testinfra) and the project itself.
+ensure_venv() {
+    if [[ ! -x $VENV/bin/ansible-playbook ]]; then
+        command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' 2>/dev/null \
+            || apt_install python3-venv
+        make -C "$REPO_ROOT" venv
+    fi
+}
