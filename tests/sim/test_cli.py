@@ -1,0 +1,70 @@
+"""`leader-node simulate`: output, reproduction line, exit codes (0 ok, 1 safety, 2 liveness, 64 usage)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+import node.sim.runner
+from node.sim.cli import EXIT_LIVENESS, EXIT_OK, EXIT_SAFETY, EXIT_USAGE, main
+
+from .fakes import HeartbeatOnly, SelfAppointed
+
+
+def run(argv: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(argv, out)
+    return code, out.getvalue()
+
+
+def test_passing_sweep_prints_a_summary_and_exits_0() -> None:
+    code, output = run(["--algorithm", "bully", "--nodes", "5", "--seeds", "2", "--seed", "40"])
+    assert code == EXIT_OK
+    summary = output.strip().splitlines()[-1]
+    assert summary.startswith("simulate: seeds=2 ok=2 safety=0 liveness=0 elections=")
+    assert "leader_changes=" in summary and "wall=" in summary
+
+
+def test_safety_violation_exits_1_with_the_seed_to_reproduce(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(node.sim.runner, "make_algorithm", lambda _n, s, d, r: SelfAppointed(s, d, r))
+    code, output = run(["--algorithm", "bully", "--nodes", "5", "--seeds", "2", "--seed", "8"])
+    assert code == EXIT_SAFETY
+    assert "seed 8: safety violation [leader-without-quorum]" in output
+    assert "reproduce with: leader-node simulate --algorithm bully --nodes 5 --seed 9" in output
+
+
+def test_liveness_violation_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(node.sim.runner, "make_algorithm", lambda _n, s, d, r: HeartbeatOnly(s, d, r))
+    code, output = run(["--algorithm", "ring", "--nodes", "3", "--seed", "4"])
+    assert code == EXIT_LIVENESS
+    assert "liveness violation [no-single-leader]" in output
+    assert "trace tail:" in output
+    assert "reproduce with: leader-node simulate --algorithm ring --nodes 3 --seed 4" in output
+
+
+def test_single_seed_prints_its_trace_hash_and_can_write_the_trace(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.txt"
+    code, output = run(["--algorithm", "bully", "--nodes", "3", "--seed", "2", "--trace", str(trace)])
+    assert code == EXIT_OK
+    assert "seed 2: trace " in output
+    lines = trace.read_text().splitlines()
+    assert any(" log became_leader " in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--algorithm", "paxos"],
+        ["--algorithm", "bully", "--nodes", "0"],
+        ["--algorithm", "bully", "--seeds", "0"],
+        ["--algorithm", "bully", "--seed", "-1"],
+        ["--algorithm", "bully", "--seeds", "2", "--trace", "x"],
+        ["--algorithm", "bully", "--jobs", "1000"],
+    ],
+)
+def test_bad_usage_exits_64(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == EXIT_USAGE
+    assert "leader-node simulate:" in capsys.readouterr().err

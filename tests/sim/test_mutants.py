@@ -1,0 +1,64 @@
+"""Mutation tests: Bully with one safety rule broken must be caught by the sweep, with a seed.
+
+Each mutant overrides one hook of the shared election machinery (node/algorithms/base.py). If the hook
+is renamed, the test skips and says so rather than passing silently.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from node.algorithms.bully import Bully
+from node.core.settings import Settings
+from node.core.state import DurableState
+from node.sim.runner import RunConfig, run_seed
+
+
+class NeverStepsDown(Bully):
+    """A leader keeps leading without a majority (rule 3 broken)."""
+
+    def _check_quorum(self) -> None:
+        if not self._is_leader:
+            super()._check_quorum()
+
+
+class ForgetfulDisk(Bully):
+    """Epochs and promises live in memory only: nothing reaches the disk (persist-before-send)."""
+
+    def _persist(self, state: DurableState) -> None:
+        self._durable = state
+
+
+class PromisesTwice(Bully):
+    """Promises any epoch at or above its own, to anyone (rule 1: one promise per epoch)."""
+
+    def _may_promise(self, candidate: int, epoch: int, pre_vote: bool) -> bool:
+        return epoch >= self.epoch
+
+
+MUTANTS = {
+    NeverStepsDown: ("_check_quorum", {"stale-leader"}),
+    ForgetfulDisk: ("_persist", {"persist-before-send", "epochs-monotonic"}),
+    PromisesTwice: ("_may_promise", {"double-promise", "one-leader-per-epoch", "leader-without-quorum"}),
+}
+SEEDS = 40
+
+
+@pytest.mark.parametrize("mutant", list(MUTANTS), ids=lambda cls: cls.__name__)
+def test_the_sweep_catches_the_mutant(mutant: type[Bully]) -> None:
+    hook, expected_rules = MUTANTS[mutant]
+    if not hasattr(Bully, hook):
+        pytest.skip(f"Bully has no {hook}() any more: update this mutant")
+
+    def factory(settings: Settings, state: DurableState, rng: random.Random) -> Bully:
+        return mutant(settings, state, rng)
+
+    caught = []
+    for seed in range(SEEDS):
+        result = run_seed(RunConfig("bully", 5, seed), factory)
+        caught += [v.rule for v in result.violations if v.kind == "safety"]
+        if caught:
+            break
+    assert set(caught) & expected_rules, f"{mutant.__name__} survived {SEEDS} seeds (saw {caught})"
