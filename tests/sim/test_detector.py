@@ -57,7 +57,7 @@ def test_peers_suspect_within_the_bound_and_recover(algorithm: str, fault: str) 
     world.run_until(BACK_MS)
     others = sorted(n for n in world.nodes if n != TARGET)
     bound_ms = FAULT_MS + settings.failure_timeout_ms + settings.heartbeat_interval_ms
-    first_suspicion = {}
+    first_suspicion: dict[int, int] = {}
     for event in _about_target(world, "peer_suspected"):
         if event.time_ms > FAULT_MS:
             first_suspicion.setdefault(event.node_id, event.time_ms)

@@ -159,11 +159,11 @@ def test_a_paused_node_runs_what_came_due_late_and_in_order_when_resumed() -> No
 
 
 def test_persist_before_send_is_enforced_in_action_order() -> None:
-    good = [Persist(DurableState(3, 1)), Send(2, Heartbeat(1, 3, None))]
+    good: list[Action] = [Persist(DurableState(3, 1)), Send(2, Heartbeat(1, 3, None))]
     world, _ = make_world(on(Start, lambda p, _: good if p.settings.node_id == 1 else []))
     world.start(2)
     world.start(1)
-    bad = [Send(2, Heartbeat(1, 3, None)), Persist(DurableState(3, 1))]
+    bad: list[Action] = [Send(2, Heartbeat(1, 3, None)), Persist(DurableState(3, 1))]
     world, _ = make_world(on(Start, lambda p, _: bad if p.settings.node_id == 1 else []))
     world.start(2)
     with pytest.raises(InvariantViolatedError, match="persist-before-send"):
