@@ -1,4 +1,4 @@
-"""`leader-node`: run | check-config | simulate | write-state.
+"""`leader-node`: run | check-config | simulate | check-history | write-state.
 
 Exit codes: 0 ok; 1 start-up failure (state file, port in use); 2 bad configuration or usage;
 70 a critical part of the running daemon died (see node.runtime.daemon).
@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate node.toml: prints ok, or the problem (exit 2)")
     check.add_argument("config", type=Path)
     commands.add_parser("simulate", help="deterministic simulator (see `leader-node simulate --help`)")
+    commands.add_parser("check-history", help="judge `journalctl -o json` histories (`check-history --help`)")
     write_state = commands.add_parser(
         "write-state", help="recovery: store a (higher) epoch after a corrupt state file; node stopped"
     )
@@ -37,12 +38,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that own their argument parsing: argv after the command name goes to their main().
+_DELEGATED = {"simulate": "node.sim.cli", "check-history": "node.history.cli"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["simulate"]:
-        # Imported by name and only here: the daemon never loads the simulator.
-        simulator = importlib.import_module("node.sim.cli")
-        return int(simulator.main(args_list[1:]))
+    if args_list and args_list[0] in _DELEGATED:
+        # Imported by name and only here: the daemon never loads the simulator or the checkers.
+        module = importlib.import_module(_DELEGATED[args_list[0]])
+        return int(module.main(args_list[1:]))
     args = _parser().parse_args(args_list)
     if args.command == "check-config":
         return _check_config(args.config)
