@@ -4,8 +4,9 @@
 Faults: symmetric partitions into random halves (every split size, so 2|3 and 3|4 too), the leader
 isolated, one-way partitions (a leader that cannot hear, a leader that cannot speak, random sets),
 swizzle-clog (clog nodes one by one, unclog them in random order), crash/restart (random node, the
-leader, a fast systemd-style restart), pause (SIGSTOP/SIGCONT of a random node or the leader), and
-bursts of drops, duplicates, reordering and long delays.
+leader, a fast systemd-style restart), graceful stop of the leader (SIGTERM: it resigns), pause
+(SIGSTOP/SIGCONT of a random node or the leader), and bursts of drops, duplicates, reordering and
+long delays. Not modelled: clock skew (each node's timers run at the true rate).
 """
 
 from __future__ import annotations
@@ -234,6 +235,21 @@ def crash_restart_fast(nemesis: Nemesis) -> Stop | None:
     return restart
 
 
+def stop_leader(nemesis: Nemesis) -> Stop | None:
+    """`systemctl stop` of the leader (SIGTERM: it resigns and exits), started again later."""
+    world = nemesis.world
+    target = nemesis.leader_or_random()
+    if target is None:
+        return None
+    world.stop(target)
+
+    def start_again() -> None:
+        if not world.nodes[target].alive:
+            world.start(target)
+
+    return start_again
+
+
 def _pause(nemesis: Nemesis, target: int | None) -> Stop | None:
     world = nemesis.world
     if target is None:
@@ -284,6 +300,7 @@ NEMESES: dict[str, Callable[[Nemesis], Stop | None]] = {
     "crash": crash_random,
     "crash-leader": crash_leader,
     "crash-restart-fast": crash_restart_fast,
+    "stop-leader": stop_leader,
     "pause": pause_random,
     "pause-leader": pause_leader,
     "drop-burst": drop_burst,

@@ -156,6 +156,10 @@ class Network:
         """An integer in [low, high]; randint() is several times slower and this runs per message."""
         return low + int(self._rng.random() * (high - low + 1))
 
+    def last_delivery_ms(self, src: int, dst: int) -> int:
+        """When the last in-order message on this link arrives (0 if none was sent)."""
+        return self._last_delivery_ms.get((src, dst), 0)
+
     def heal(self) -> None:
         """Remove every partition, clog and fault knob (the liveness phase starts from here)."""
         for rule_id in list(self._block_rules):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from node.core.actions import Action, Broadcast, CancelTimer, Log, Persist, Role, RoleChanged, Send, SetTimer
-from node.core.events import Event, MessageReceived, PeerUnreachable, Start, TimerFired
+from node.core.events import Event, MessageReceived, PeerUnreachable, ShutdownRequested, Start, TimerFired
 from node.core.messages import Message
 from node.core.protocol import Algorithm
 from node.core.settings import Settings
@@ -34,6 +34,7 @@ AlgorithmFactory = Callable[[Settings, DurableState, random.Random], Algorithm]
 
 MAX_ACTIONS_PER_STEP = 1_000  # one event producing more actions than this is a bug
 RST_DELAY_MS = (1, 5)  # a refused connect or a reset reaches the sender this fast on loopback
+EXIT_DELAY_MS = (1, 50)  # a stopping node's queued frames are written (the runtime waits up to 500 ms)
 _QUIET_ACTIONS = (Send, Broadcast, SetTimer, CancelTimer)  # a step with only these changed no state
 
 
@@ -278,20 +279,43 @@ class World:
         self.log(f"n{node_id} start incarnation={node.incarnation} disk={node.disk}")
         self._step(node, Start(self.now_ms))
 
-    def crash(self, node_id: int) -> None:
-        """SIGKILL. Peers with an open connection get a reset hint, if the path lets the RST through."""
+    def crash(self, node_id: int, *, graceful: bool = False) -> None:
+        """SIGKILL (or the exit after a graceful stop). Peers with an open connection get a reset hint,
+        if the path lets it through; after a graceful stop the close comes after the last data sent."""
         node = self.nodes[node_id]
         if not node.alive:
             return
-        self.log(f"n{node_id} crash")
+        self.log(f"n{node_id} {'exit' if graceful else 'crash'}")
         self.views_changed = True
         for peer_id in sorted(node.connected):
             peer = self.nodes[peer_id]
             peer.connected.discard(node_id)
             if peer.alive and not self.network.is_blocked(node_id, peer_id):
-                delay_ms = self.rng.randint(*RST_DELAY_MS)
-                self.scheduler.after(delay_ms, HintDue(peer_id, peer.incarnation, node_id))
+                at_ms = self.now_ms + self.rng.randint(*RST_DELAY_MS)
+                if graceful:
+                    at_ms = max(at_ms, self.network.last_delivery_ms(node_id, peer_id) + 1)
+                self.scheduler.at(at_ms, HintDue(peer_id, peer.incarnation, node_id))
         node.kill()
+
+    def stop(self, node_id: int) -> None:
+        """SIGTERM (`systemctl stop`): the node hands off (a leader resigns), its last messages leave,
+        then the process exits. A SIGSTOPped node cannot handle it in time: systemd kills it."""
+        node = self.nodes[node_id]
+        if not node.alive:
+            return
+        if node.paused:
+            self.crash(node_id)
+            return
+        self.log(f"n{node_id} stop")
+        self.trace.record(HistoryEvent(self.now_ms, node_id, "stopping", message="SIGTERM", source="sim"))
+        self._step(node, ShutdownRequested(self.now_ms))
+        incarnation = node.incarnation
+        exit_ms = self.now_ms + self.rng.randint(*EXIT_DELAY_MS)
+        self.call_at(exit_ms, f"exit {node_id}", lambda: self._exit(node_id, incarnation))
+
+    def _exit(self, node_id: int, incarnation: int) -> None:
+        if self.nodes[node_id].incarnation == incarnation:
+            self.crash(node_id, graceful=True)
 
     def pause(self, node_id: int) -> None:
         node = self.nodes[node_id]

@@ -168,3 +168,22 @@ def test_persist_before_send_is_enforced_in_action_order() -> None:
     world.start(2)
     with pytest.raises(InvariantViolatedError, match="persist-before-send"):
         world.start(1)
+
+
+def test_a_stopped_leader_resigns_before_its_connections_close_and_is_replaced_at_once() -> None:
+    world, _, _ = build_world(RunConfig("bully", 5, seed=2))
+    for node_id in world.nodes:
+        world.start(node_id)
+    world.run_until(10_000)
+    [leader] = [n for n, node in world.nodes.items() if node.role.value == "leader"]
+    world.stop(leader)
+    world.run_until(10_000 + 1_000)
+    lines = world.trace.tail
+    for peer in (n for n in world.nodes if n != leader):
+        resign = next(i for i, line in enumerate(lines) if f"n{peer} <- Resign(sender={leader}" in line)
+        closed = next(i for i, line in enumerate(lines) if f"n{peer} unreachable {leader}" in line)
+        assert resign < closed
+    leaders = [n for n, node in world.nodes.items() if node.alive and node.role.value == "leader"]
+    assert len(leaders) == 1 and leaders[0] != leader
+    new_terms = [e for e in world.trace.history if e.event == "became_leader" and e.time_ms > 10_000]
+    assert new_terms and new_terms[0].time_ms - 10_000 < world.nodes[leader].settings.failure_timeout_ms
