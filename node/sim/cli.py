@@ -7,6 +7,14 @@ violation and the line "reproduce with: leader-node simulate --algorithm A --nod
 single-seed run also prints its trace hash and, on failure, the end of its trace (`--trace FILE` writes
 the whole trace). The last line is a summary: seeds, failures, elections, leader changes, time.
 
+One run: nodes 1..N start within 3 s (sometimes all at once); for 30-60 s of virtual time a nemesis
+injects partitions (random halves, isolated leader, one-way), swizzle-clogs, crashes and restarts,
+graceful stops, pauses, and bursts of drops, duplicates, reordering and delays; every invariant is
+checked after every step. Then every fault ends (a minority may stay crashed or cut off) and the
+majority must agree on one leader and epoch within failure_timeout + listen + 2 x election_timeout +
+backoff_cap (20 s at the default 1 s / 3 s / 5 s timers) and keep it. Long sweeps report progress on
+stderr every 1,000 seeds.
+
 Exit status: 0 every seed passed; 1 at least one safety violation (it wins over liveness); 2 at least
 one liveness violation and no safety violation; 64 bad usage.
 """
@@ -29,6 +37,7 @@ EXIT_USAGE = 64
 SEEDS_MAX = 10_000_000
 JOBS_MAX = 256
 TRACE_TAIL_PRINTED = 60
+PROGRESS_EVERY = 1_000
 
 
 class UsageError(Exception):
@@ -41,7 +50,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> _Parser:
-    parser = _Parser(prog="leader-node simulate", description="Deterministic simulator seed sweep.")
+    parser = _Parser(
+        prog="leader-node simulate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--algorithm", required=True, choices=ALGORITHMS)
     parser.add_argument("--nodes", type=int, default=5, help=f"cluster size, 1..{NODE_COUNT_MAX}")
     parser.add_argument("--seeds", type=int, default=1, help="how many seeds (default 1)")
@@ -73,7 +86,14 @@ def main(argv: list[str], out: TextIO | None = None) -> int:
     ]
     started = time.monotonic()
     single = args.seeds == 1
-    results = sweep(configs, jobs=min(jobs, len(configs)), on_result=lambda r: _report(r, single, out))
+
+    def on_result(result: RunResult) -> None:
+        _report(result, single, out)
+        done = result.config.seed - args.seed + 1
+        if done % PROGRESS_EVERY == 0:
+            print(f"simulate: {done}/{args.seeds} seeds, {time.monotonic() - started:.0f}s", file=sys.stderr)
+
+    results = sweep(configs, jobs=min(jobs, len(configs)), on_result=on_result)
     wall_s = time.monotonic() - started
     if args.trace and results[0].trace_lines is not None:
         with open(args.trace, "w", encoding="utf-8") as handle:

@@ -166,7 +166,8 @@ def run_seed(config: RunConfig, factory: AlgorithmFactory | None = None) -> RunR
     result.events = world.events
     result.virtual_ms = world.now_ms
     result.faults = dict(nemesis.started)
-    result.trace_tail = list(trace.tail)
+    if result.violations:  # a passing run keeps no transcript: 100,000 results must fit in memory
+        result.trace_tail = list(trace.tail)
     result.trace_lines = trace.all_lines
     return result
 
