@@ -1,0 +1,394 @@
+"""Failover time and messages per election on a 5-node loopback cluster of real processes.
+
+    .venv/bin/python benchmarks/failover.py --algorithm bully --scenario crash    [--runs 20]
+    .venv/bin/python benchmarks/failover.py --algorithm bully --scenario silent   [--runs 20]
+    .venv/bin/python benchmarks/failover.py --algorithm bully --scenario graceful [--runs 20]
+    .venv/bin/python benchmarks/failover.py --algorithm bully --scenario silent \\
+        --heartbeat 100ms --failure-timeout 500ms                                  # fast timers
+    .venv/bin/python benchmarks/failover.py --algorithm bully --scenario initiator [--runs 5]
+
+Timers default to the contract's (heartbeat 1 s, failure 3 s, election 5 s). Failover scenarios: the
+current leader gets SIGKILL (crash), SIGSTOP (silent: no connection is closed) or SIGTERM (graceful);
+one thread per surviving node polls its GET /status every 5 ms, and a run's
+time is from just before the signal until a majority of the cluster (3 of 5) reports the same new leader
+under a higher epoch (the time of the poll reply that completed the majority). The same moment is also
+read from the nodes' own event lines (`became_leader`/`leader_accepted`, wall clock) for comparison.
+After each run the victim is brought back (restart, or SIGCONT) and the cluster settles; the next run
+waits a random fraction of a heartbeat so that signals land at every heartbeat phase.
+
+Messages: `leader_node_messages_sent_total` by type from every surviving node's /metrics, summed, before
+the signal and once every survivor agrees; heartbeats excluded. The `initiator` scenario measures one
+election with a single initiator: node 5 (the would-be leader) is down, nodes 1-4 start together and
+only the initiator has a short listen window (its heartbeat_interval is 100 ms, so it listens 200 ms
+instead of 2 s); best = the highest live id (4), worst = the lowest (1).
+
+This is a benchmark, not a test: it asserts nothing about time. It prints one line per run and a
+Markdown summary (min / median / p90 / max), and `--json PATH` keeps the raw numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import re
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.runtime.cluster import Cluster, wait_until  # needs the repository root
+
+MEMBERS = (1, 2, 3, 4, 5)
+MAJORITY = 3
+SIGNALS = {"crash": signal.SIGKILL, "silent": signal.SIGSTOP, "graceful": signal.SIGTERM}
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)$")
+
+Observation = tuple[int, int, str] | None  # (leader_id, epoch, role) or None (no leader / no answer)
+
+
+def seconds(duration: str) -> float:
+    match = _DURATION.match(duration)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration like 250ms or 3s: {duration!r}")
+    value = float(match.group(1))
+    return value / 1000 if match.group(2) == "ms" else value
+
+
+# ------------------------------------------------------------------------------------------ polling
+
+
+_STATUS_REQUEST = b"GET /status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def http_get_json(port: int) -> Any:
+    """GET /status on a fresh HTTP/1.0 connection, read to EOF. Cheaper than http.client (the pollers share
+    one GIL), and a kept-alive connection would stall ~40 ms per reply: pywsgi writes headers and body
+    separately, and Nagle waits for the client's delayed ACK."""
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+        sock.sendall(_STATUS_REQUEST)
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+    return json.loads(b"".join(chunks).split(b"\r\n\r\n", 1)[1])
+
+
+class Poller(threading.Thread):
+    """Polls one node's /status every `interval_s`; records every change of (leader_id, epoch, role) with
+    the monotonic time its reply arrived."""
+
+    def __init__(self, node_id: int, port: int, interval_s: float) -> None:
+        super().__init__(daemon=True, name=f"poll-{node_id}")
+        self.node_id = node_id
+        self._port = port
+        self._interval_s = interval_s
+        self._halt = threading.Event()
+        self.changes: list[tuple[float, Observation]] = []
+        self.polls = 0
+        self.first_reply = threading.Event()
+
+    def run(self) -> None:
+        next_at = time.monotonic()
+        while not self._halt.is_set():
+            observation: Observation = None
+            try:
+                body = http_get_json(self._port)
+                if body["leader_id"] is not None:
+                    observation = (int(body["leader_id"]), int(body["epoch"]), str(body["role"]))
+                self.first_reply.set()
+            except (OSError, ValueError, KeyError, IndexError):
+                pass
+            now = time.monotonic()
+            self.polls += 1
+            if not self.changes or self.changes[-1][1] != observation:
+                self.changes.append((now, observation))
+            next_at = max(next_at + self._interval_s, now)
+            self._halt.wait(max(0.0, next_at - time.monotonic()))
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=2)
+
+
+def majority_at(pollers: list[Poller], old: tuple[int, int], since: float) -> tuple[float, int, int] | None:
+    """The earliest poll time after `since` at which a majority reported one new (leader, epoch)."""
+    timeline = sorted((t, p.node_id, obs) for p in pollers for t, obs in p.changes)
+    current: dict[int, Observation] = {}
+    for t, node_id, observation in timeline:
+        current[node_id] = observation
+        if t < since:
+            continue
+        votes = Counter(
+            (obs[0], obs[1])
+            for obs in current.values()
+            if obs is not None and obs[0] != old[0] and obs[1] > old[1]
+        )
+        for (leader, epoch), count in votes.items():
+            if count >= MAJORITY:
+                return t, leader, epoch
+    return None
+
+
+# ------------------------------------------------------------------------------------------ cluster
+
+
+def new_cluster(directory: Path, args: argparse.Namespace, per_node: dict[int, str] | None = None) -> Cluster:
+    cluster = Cluster(
+        directory,
+        MEMBERS,
+        heartbeat_interval=args.heartbeat,
+        failure_timeout=args.failure_timeout,
+        election_timeout=args.election_timeout,
+        algorithm=args.algorithm,
+    )
+    for node_id, heartbeat in (per_node or {}).items():  # one node with its own heartbeat (listen window)
+        path = cluster.nodes[node_id].config_path
+        text = re.sub(
+            r'heartbeat_interval = "[^"]*"', f'heartbeat_interval = "{heartbeat}"', path.read_text()
+        )
+        path.write_text(text)
+    return cluster
+
+
+def settled(cluster: Cluster) -> tuple[int, int] | None:
+    """(leader, epoch) once all five agree and every node holds every peer alive."""
+    statuses = cluster.statuses()
+    if any(s is None or any(p["state"] != "alive" for p in s["peers"].values()) for s in statuses.values()):
+        return None
+    return cluster.agreed_leader()
+
+
+def sent_by_type(cluster: Cluster, node_ids: tuple[int, ...]) -> Counter[str]:
+    total: Counter[str] = Counter()
+    for node_id in node_ids:
+        for name, value in cluster.metrics(node_id).items():
+            match = re.fullmatch(r'leader_node_messages_sent_total\{type="(\w+)"\}', name)
+            if match is not None:
+                total[match.group(1)] += int(value)
+    return total
+
+
+def log_majority_ms(
+    cluster: Cluster, node_ids: tuple[int, ...], leader: int, since: datetime
+) -> float | None:
+    """From the nodes' own event lines: when the MAJORITY-th node took `leader` on (ms after `since`)."""
+    times = []
+    for node_id in node_ids:
+        for event in cluster.events(node_id, since=since):
+            if event["EVENT"] in ("became_leader", "leader_accepted") and event.get("LEADER_ID") == str(
+                leader
+            ):
+                times.append(event["ts"])
+                break
+    times.sort()
+    return (times[MAJORITY - 1] - since).total_seconds() * 1000 if len(times) >= MAJORITY else None
+
+
+# ------------------------------------------------------------------------------------------ scenarios
+
+
+@dataclass
+class Run:
+    scenario: str
+    victim: int
+    victim_epoch: int
+    new_leader: int
+    new_epoch: int
+    failover_ms: float  # polled: signal -> majority reports the new leader
+    log_ms: float | None  # the same from the event lines
+    polls: int
+    messages: dict[str, int] = field(default_factory=dict)  # by type, heartbeats excluded
+    stale_claims_after_resume: int = 0  # silent only: peers rejecting the resumed leader's old epoch
+
+
+def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng: random.Random) -> Run:
+    old = wait_until(lambda: settled(cluster), 120, "the cluster to settle", interval_s=0.05)
+    time.sleep(rng.uniform(0, seconds(args.heartbeat)))  # a benchmark may sleep: a random signal phase
+    victim, victim_epoch = old
+    survivors = tuple(i for i in MEMBERS if i != victim)
+    before = sent_by_type(cluster, survivors)
+    pollers = [Poller(i, cluster.nodes[i].http_port, args.poll_ms / 1000) for i in survivors]
+    for poller in pollers:
+        poller.start()
+    for poller in pollers:
+        poller.first_reply.wait(5)
+    signalled_wall = datetime.now().astimezone()
+    signalled = time.monotonic()
+    cluster.signal(victim, SIGNALS[scenario])
+    try:
+        found = wait_until(
+            lambda: majority_at(pollers, old, signalled), args.timeout_s, "a majority on a new leader", 0.002
+        )
+    finally:
+        for poller in pollers:
+            poller.stop()
+    at, new_leader, new_epoch = found
+    wait_until(lambda: cluster.agreed_leader(survivors) == (new_leader, new_epoch), 60, "every survivor")
+    messages = sent_by_type(cluster, survivors) - before
+    del messages["HEARTBEAT"]
+    run = Run(
+        scenario=scenario,
+        victim=victim,
+        victim_epoch=victim_epoch,
+        new_leader=new_leader,
+        new_epoch=new_epoch,
+        failover_ms=(at - signalled) * 1000,
+        log_ms=log_majority_ms(cluster, survivors, new_leader, signalled_wall),
+        polls=sum(p.polls for p in pollers),
+        messages=dict(messages),
+    )
+    if scenario == "silent":
+        resumed_wall = cluster.signal(victim, signal.SIGCONT)
+        wait_until(lambda: cluster.agreed_leader() is not None, 60, "the resumed node to rejoin", 0.02)
+        run.stale_claims_after_resume = sum(
+            1
+            for node_id in survivors
+            for event in cluster.events(node_id, "message_rejected", since=resumed_wall)
+            if event.get("PEER_ID") == str(victim)
+        )
+    else:
+        cluster.wait_exit(victim, timeout_s=30)
+        cluster.start(victim)
+        cluster.wait_serving(victim, timeout_s=30)
+    return run
+
+
+def initiator_run(directory: Path, args: argparse.Namespace, initiator: int) -> dict[str, Any]:
+    cluster = new_cluster(directory, args, per_node={initiator: "100ms"})
+    live = (1, 2, 3, 4)  # node 5 stays down: the leader that died
+    try:
+        cluster.start(*live)
+        leader, epoch = cluster.wait_leader(live, timeout_s=60)
+        started = [e for n in live for e in cluster.events(n, "election_started")]
+        first = min(started, key=lambda e: e["ts"])
+        messages = sent_by_type(cluster, live)
+        del messages["HEARTBEAT"]
+        return {
+            "initiator": initiator,
+            "first_initiator": int(first["NODE_ID"]),
+            "initiators": sorted({int(e["NODE_ID"]) for e in started}),
+            "leader": leader,
+            "epoch": epoch,
+            "messages": dict(messages),
+            "total": sum(messages.values()),
+        }
+    finally:
+        cluster.close()
+
+
+# ------------------------------------------------------------------------------------------ reporting
+
+
+def p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[math.ceil(0.9 * len(ordered)) - 1]  # nearest rank
+
+
+def summary_row(label: str, values: list[float]) -> str:
+    return (
+        f"| {label} | {len(values)} | {min(values):.0f} | {statistics.median(values):.0f} | "
+        f"{p90(values):.0f} | {max(values):.0f} |"
+    )
+
+
+def report_failover(runs: list[Run], args: argparse.Namespace) -> None:
+    print("\nper run (ms): " + ", ".join(f"{r.failover_ms:.0f}" for r in runs))
+    print("\n| measure | runs | min | median | p90 | max |\n|---|---:|---:|---:|---:|---:|")
+    print(summary_row("polled /status (ms)", [r.failover_ms for r in runs]))
+    logged = [r.log_ms for r in runs if r.log_ms is not None]
+    if logged:
+        print(summary_row("event lines (ms)", logged))
+    totals = [sum(r.messages.values()) for r in runs]
+    print(summary_row("messages per failover", [float(t) for t in totals]))
+    by_type: Counter[str] = Counter()
+    for run in runs:
+        by_type.update(run.messages)
+    print(
+        "\nmean messages per failover by type: "
+        + ", ".join(f"{t} {n / len(runs):.1f}" for t, n in sorted(by_type.items()))
+    )
+    if args.scenario == "silent":
+        stale = [r.stale_claims_after_resume for r in runs]
+        print(
+            f"runs with peers rejecting the resumed leader's old epoch: {sum(map(bool, stale))}/{len(runs)}"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algorithm", choices=("bully", "ring"), default="bully")
+    parser.add_argument("--scenario", choices=(*SIGNALS, "initiator"), required=True)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--heartbeat", default="1s")
+    parser.add_argument("--failure-timeout", default="3s")
+    parser.add_argument("--election-timeout", default="5s")
+    parser.add_argument("--poll-ms", type=float, default=5.0)
+    parser.add_argument("--timeout-s", type=float, default=60.0, help="give up on one run after this")
+    parser.add_argument("--seed", type=int, default=None, help="for the random signal phases")
+    parser.add_argument("--json", type=Path, default=None, help="write the raw runs here")
+    args = parser.parse_args()
+    for value in (args.heartbeat, args.failure_timeout, args.election_timeout):
+        seconds(value)
+    rng = random.Random(args.seed)
+    print(
+        f"# {args.algorithm} {args.scenario}: heartbeat {args.heartbeat}, failure {args.failure_timeout}, "
+        f"election {args.election_timeout}, poll {args.poll_ms} ms; {platform.platform()}, "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
+    raw: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="leader-node-failover-") as tmp:
+        if args.scenario == "initiator":
+            for i in range(args.runs):
+                for initiator in (4, 1):
+                    result = initiator_run(Path(tmp) / f"run{i}-{initiator}", args, initiator)
+                    raw.append(result)
+                    print(json.dumps(result, sort_keys=True), flush=True)
+            for initiator in (4, 1):
+                totals = [r["total"] for r in raw if r["initiator"] == initiator]
+                print(f"initiator {initiator}: total messages per election {sorted(totals)}")
+        else:
+            cluster = new_cluster(Path(tmp), args)
+            try:
+                cluster.start()
+                cluster.wait_leader(timeout_s=120)
+                runs = []
+                for i in range(args.runs):
+                    run = failover_run(cluster, args.scenario, args, rng)
+                    runs.append(run)
+                    raw.append(asdict(run))
+                    print(
+                        f"run {i + 1:>2}: {run.failover_ms:7.1f} ms polled, "
+                        f"{'-' if run.log_ms is None else f'{run.log_ms:7.1f}'} ms logged; leader "
+                        f"{run.victim}@{run.victim_epoch} -> {run.new_leader}@{run.new_epoch}; "
+                        f"{sum(run.messages.values())} messages {run.messages}"
+                        + (
+                            f"; stale claims {run.stale_claims_after_resume}"
+                            if args.scenario == "silent"
+                            else ""
+                        ),
+                        flush=True,
+                    )
+                report_failover(runs, args)
+            finally:
+                cluster.close()
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(raw, indent=1, sort_keys=True, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
