@@ -189,9 +189,18 @@ class Ring(ElectionNode):
     def _on_token(self, token: Election) -> None:
         if token.initiator == self.node_id:
             current = self.phase is Phase.AWAIT_TOKEN and token.epoch == self._token_epoch
-            if current and self._durable == DurableState(token.epoch, self.node_id):
+            if not current or self._durable != DurableState(token.epoch, self.node_id):
+                return  # a late copy: that election is decided, failed or abandoned
+            hop = self.next_hop(token) if len(token.ids) < self.settings.quorum_size else None
+            if hop is None:
                 self._conclude(token)
-            return  # a late copy: that election is decided, failed or abandoned
+                return
+            # Short of a majority because a node on the way could not see nodes that we can see.
+            self._log(
+                "ring_repaired", f"passes its token on to node {hop}, which the ring skipped", peer_id=hop
+            )
+            self._pass_on(replace(token, sender=self.node_id))
+            return
         if self.node_id in token.ids or (token.epoch, token.initiator) == self._relayed_token:
             return  # a copy (network duplicate, or a resend after a repair): the first one went on
         if not self._well_formed(token):

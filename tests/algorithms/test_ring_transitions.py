@@ -158,7 +158,8 @@ def initiating(node_id: int = 3, **kw: Any) -> Node:
     """Listened in vain, won the pre-vote (grants from its two successors), sent its token on."""
     node = idle(node_id, **kw)
     node.fire(TimerId.LISTEN, at_ms=LISTEN_MS)
-    granters = [p for p in node.ring.ring if p != node_id][: node.ring.settings.quorum_size - 1]
+    peers = kw.get("heard") or [p for p in node.ring.ring if p != node_id]
+    granters = peers[: node.ring.settings.quorum_size - 1]
     for peer in granters:
         node.receive(grant(peer, node.durable.epoch + 1))
     assert node.ring.phase is Phase.AWAIT_TOKEN
@@ -347,8 +348,16 @@ ROWS = [
         Role.LEADER,
     ),
     Row(
-        "token back without a majority: nobody leads, election_failed, backoff",
+        "token back short of a majority, skipped nodes we can see: the token goes on to them",
         lambda: initiating(3),
+        lambda n: n.receive(token(4, 7, 3, 3, 4)),
+        ["ring_repaired", (5, token(3, 7, 3, 3, 4))],
+        Phase.AWAIT_TOKEN,
+        Role.CANDIDATE,
+    ),
+    Row(
+        "token back without a majority, nobody else to ask: nobody leads, election_failed, backoff",
+        lambda: _hinted(initiating(3, heard=[4, 5]), 5),
         lambda n: n.receive(token(4, 7, 3, 3, 4)),
         ["election_failed", "backoff"],
         Phase.IDLE,
@@ -634,6 +643,14 @@ def test_a_node_recovering_mid_election_joins_instead_of_starting_its_own() -> N
     node.receive(token(1, 5, 1, 1))
     assert project(node, node.fire(TimerId.LISTEN, at_ms=LISTEN_MS)) == []
     assert node.ring.phase is Phase.AWAIT_COORDINATOR
+
+
+def test_a_node_that_promises_drops_its_own_pre_vote() -> None:
+    node = _after_listen(3)  # its pre-vote for epoch 1 is out
+    node.receive(token(2, 9, 5, 5, 1, 2))
+    late_grants = node.receive(grant(4, 1)) + node.receive(grant(5, 1))
+    assert project(node, late_grants) == []
+    assert node.durable == DurableState(9, 5) and node.ring.phase is Phase.AWAIT_COORDINATOR
 
 
 def test_a_one_node_cluster_elects_itself() -> None:
