@@ -2,9 +2,10 @@
 
 Execution rules (what the runtime does for real):
 - `Send`/`Broadcast` go through the `Network`. A message to a crashed peer is lost and the sender gets
-  `PeerUnreachable(peer)` after `rst_delay_ms` (a refused connect on loopback), unless a partition
+  `PeerUnreachable(peer)` after `RST_DELAY_MS` (a refused connect on loopback), unless a partition
   blocks the path (iptables DROP gives no hint). A crash also sends that hint to every peer that had a
-  connection to the crashed node (the kernel's RST).
+  connection to the crashed node (the kernel's RST). Either hint comes after the data the dead node
+  had already sent to that peer (TCP order), except during a reorder fault.
 - `SetTimer` replaces an armed timer of the same id; timers fire at exactly `at_ms` of virtual time.
 - `Persist` is durable at once (the disk survives crashes); `Log` goes into the history.
 - A paused node (SIGSTOP) queues its deliveries and timers and runs them, late, when resumed.
@@ -243,7 +244,7 @@ class World:
             raise SimulationLimitError(f"node {src} sent {message!r} to non-peer {dst}")
         if not peer.alive:
             if not (self.network.is_blocked(src, dst) or self.network.is_blocked(dst, src)):
-                self.scheduler.after(self.rng.randint(*RST_DELAY_MS), HintDue(src, node.incarnation, dst))
+                self.scheduler.at(self._hint_ms(dst, src), HintDue(src, node.incarnation, dst))
             return
         for at_ms in self.network.transit_delays_ms(src, dst, now_ms):
             self.scheduler.at(at_ms, Delivery(dst, peer.incarnation, src, message))
@@ -281,7 +282,7 @@ class World:
 
     def crash(self, node_id: int, *, graceful: bool = False) -> None:
         """SIGKILL (or the exit after a graceful stop). Peers with an open connection get a reset hint,
-        if the path lets it through; after a graceful stop the close comes after the last data sent."""
+        if the path lets it through."""
         node = self.nodes[node_id]
         if not node.alive:
             return
@@ -291,11 +292,18 @@ class World:
             peer = self.nodes[peer_id]
             peer.connected.discard(node_id)
             if peer.alive and not self.network.is_blocked(node_id, peer_id):
-                at_ms = self.now_ms + self.rng.randint(*RST_DELAY_MS)
-                if graceful:
-                    at_ms = max(at_ms, self.network.last_delivery_ms(node_id, peer_id) + 1)
-                self.scheduler.at(at_ms, HintDue(peer_id, peer.incarnation, node_id))
+                self.scheduler.at(
+                    self._hint_ms(node_id, peer_id), HintDue(peer_id, peer.incarnation, node_id)
+                )
         node.kill()
+
+    def _hint_ms(self, dead: int, peer: int) -> int:
+        """When `peer` learns that `dead` is gone: a few ms from now, but never before the data `dead`
+        sent it earlier (TCP delivers a connection's data before its FIN or RST, and a refused connect
+        takes a round trip, longer than that data's remaining flight)."""
+        return max(
+            self.now_ms + self.rng.randint(*RST_DELAY_MS), self.network.last_delivery_ms(dead, peer) + 1
+        )
 
     def stop(self, node_id: int) -> None:
         """SIGTERM (`systemctl stop`): the node hands off (a leader resigns), its last messages leave,
