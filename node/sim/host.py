@@ -59,6 +59,7 @@ class SimNode:
         self.started_ms = 0
         self.timers: dict[TimerId, int] = {}  # armed timer -> generation
         self.paused = False
+        self.stopping = False  # SIGTERM handled, the process exits shortly
         self.stash: deque[NodeItem] = deque()
         self.stash_overflow = 0
         self.heard_ms: dict[int, int] = {}  # peer -> last delivery time, in this life
@@ -87,6 +88,7 @@ class SimNode:
     def kill(self) -> None:
         """SIGKILL: memory, timers and queued work are gone; the disk stays."""
         self.algorithm = None
+        self.stopping = False
         self.timers.clear()
         self.paused = False
         self.stash.clear()

@@ -62,9 +62,10 @@ class Nemesis:
 
         def guarded() -> None:
             if era == self._era:
+                self.world.log(f"nemesis {label}")
                 run()
 
-        self.world.call_at(at_ms, label, guarded)
+        self.world.call_at(at_ms, "", guarded)
 
     def run_faults_until(self, until_ms: int) -> None:
         self._until_ms = until_ms
@@ -109,6 +110,8 @@ class Nemesis:
         for node_id, node in world.nodes.items():
             if node.paused:
                 world.resume(node_id)
+            if node.stopping:
+                world.crash(node_id, graceful=True)  # finish the exit now, then start it again
         for node_id, node in world.nodes.items():
             if not node.alive:
                 world.start(node_id)

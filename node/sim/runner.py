@@ -176,7 +176,7 @@ def _safety_phase(world: World, nemesis: Nemesis, rng: random.Random, end_ms: in
     together = rng.random() < 1 / 3
     for node_id in world.nodes:
         start_ms = 0 if together else rng.randint(0, START_SPREAD_MS)
-        world.call_at(start_ms, f"start {node_id}", functools.partial(world.start, node_id))
+        world.call_at(start_ms, "", functools.partial(world.start, node_id))
     nemesis.run_faults_until(end_ms)
     world.run_until(end_ms)
 

@@ -88,6 +88,7 @@ class World:
         self.trace.line(self.now_ms, text)
 
     def call_at(self, at_ms: int, label: str, run: Callable[[], None]) -> None:
+        """Run `run` at `at_ms`; `label` goes into the trace when it runs (an empty label: silent)."""
         self.scheduler.at(at_ms, Callback(label, run))
 
     # --- the loop --------------------------------------------------------------------------------
@@ -96,7 +97,8 @@ class World:
         while (next_ms := self.scheduler.next_time_ms()) is not None and next_ms <= end_ms:
             item = self.scheduler.pop()
             if isinstance(item, Callback):
-                self.log(f"nemesis {item.label}")
+                if item.label:
+                    self.log(item.label)
                 item.run()
             else:
                 self._dispatch(item)
@@ -319,10 +321,12 @@ class World:
         self._step(node, ShutdownRequested(self.now_ms))
         incarnation = node.incarnation
         exit_ms = self.now_ms + self.rng.randint(*EXIT_DELAY_MS)
-        self.call_at(exit_ms, f"exit {node_id}", lambda: self._exit(node_id, incarnation))
+        node.stopping = True
+        self.call_at(exit_ms, "", lambda: self._exit(node_id, incarnation))
 
     def _exit(self, node_id: int, incarnation: int) -> None:
-        if self.nodes[node_id].incarnation == incarnation:
+        node = self.nodes[node_id]
+        if node.incarnation == incarnation and node.stopping:
             self.crash(node_id, graceful=True)
 
     def pause(self, node_id: int) -> None:

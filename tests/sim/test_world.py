@@ -187,3 +187,18 @@ def test_a_stopped_leader_resigns_before_its_connections_close_and_is_replaced_a
     assert len(leaders) == 1 and leaders[0] != leader
     new_terms = [e for e in world.trace.history if e.event == "became_leader" and e.time_ms > 10_000]
     assert new_terms and new_terms[0].time_ms - 10_000 < world.nodes[leader].settings.failure_timeout_ms
+
+
+def test_heal_all_restarts_crashed_paused_and_stopping_nodes_and_cancels_pending_fault_steps() -> None:
+    world, nemesis, _ = build_world(RunConfig("bully", 5, seed=4))
+    for node_id in world.nodes:
+        world.start(node_id)
+    world.run_until(5_000)
+    world.crash(1)
+    world.pause(2)
+    world.stop(3)  # its exit is still pending
+    nemesis.later(6_000, "crash 4 (must not happen)", lambda: world.crash(4))
+    nemesis.heal_all()
+    world.run_until(10_000)
+    assert all(node.running and not node.stopping for node in world.nodes.values())
+    assert not any("must not happen" in line for line in world.trace.tail)
