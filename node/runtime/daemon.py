@@ -117,6 +117,7 @@ class Daemon:
         )
         self.http = make_http_server(config.http_listen, StatusApp(self.view, config.peers, self.metrics))
         self._critical: list[gevent.Greenlet] = []
+        self._signal_handlers: list[Any] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -128,8 +129,11 @@ class Daemon:
         except OSError:
             self.transport.server.close()
             raise
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        # Kept referenced: gevent stops a signal watcher whose handle is garbage-collected.
+        self._signal_handlers = [
             gevent.signal_handler(signum, self._request_shutdown)
+            for signum in (signal.SIGTERM, signal.SIGINT)
+        ]
         # The algorithm logs `started` on its Start event; this line is the runtime's half: where it listens.
         self.journal.event(
             "listening",

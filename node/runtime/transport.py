@@ -91,6 +91,15 @@ def _reports_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in _UNREACHABLE_ERRNOS
 
 
+@dataclass(slots=True)
+class _Connection:
+    """One outbound connection. Its own object, so a late watcher of an old connection cannot mark the
+    next connection as lost."""
+
+    sock: Any
+    lost: str | None = None  # set by the watcher: why the connection died
+
+
 class PeerLink:
     """Everything this node sends to one peer goes through here, in order, from one greenlet."""
 
@@ -115,7 +124,6 @@ class PeerLink:
         self._queue: deque[tuple[int, str, bytes]] = deque()  # (enqueued at ms, message type, frame)
         self._wake = gevent.event.Event()
         self._sending = False
-        self._connection_lost: str | None = None  # set by the watcher: why the current connection died
         self.state = LinkState.CONNECTING
         self.greenlet = gevent.Greenlet(self._run)
         self.greenlet.name = f"link-{peer_id}"
@@ -170,21 +178,21 @@ class PeerLink:
         """Pump the queue into `sock` until the connection dies; why it died if that is worth a hint."""
         sock.settimeout(None)  # the send timeout is a gevent.Timeout per frame; the watcher waits forever
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each frame is a whole message: no Nagle
-        self._connection_lost = None
-        watcher = gevent.spawn(self._watch, sock)
+        connection = _Connection(sock)
+        watcher = gevent.spawn(self._watch, connection)
         try:
-            return self._pump(sock)
+            return self._pump(connection)
         finally:
             watcher.kill(block=False)
             sock.close()
 
-    def _pump(self, sock: Any) -> str | None:
+    def _pump(self, connection: _Connection) -> str | None:
         while True:
-            while not self._queue and self._connection_lost is None:
+            while not self._queue and connection.lost is None:
                 self._wake.clear()
                 self._wake.wait()
-            if self._connection_lost is not None:
-                return self._connection_lost
+            if connection.lost is not None:
+                return connection.lost
             enqueued_ms, msg_type, frame = self._queue.popleft()
             if self._clock_ms() - enqueued_ms > self._limits.frame_max_age_ms:
                 self._metrics.messages_dropped["stale"] += 1
@@ -192,27 +200,27 @@ class PeerLink:
             self._sending = True
             try:
                 with gevent.Timeout(self._limits.send_timeout_ms / 1000):
-                    sock.sendall(frame)
+                    connection.sock.sendall(frame)
             except gevent.Timeout:
                 self._metrics.messages_dropped["connection_lost"] += 1
                 return None  # slow is not dead: reconnect, but give the algorithm no hint
             except OSError as exc:
                 self._metrics.messages_dropped["connection_lost"] += 1
-                if self._connection_lost is not None:
-                    return self._connection_lost
+                if connection.lost is not None:
+                    return connection.lost
                 return f"send: {exc.strerror or exc}" if _reports_unreachable(exc) else None
             finally:
                 self._sending = False
             self._metrics.messages_sent[msg_type] += 1
 
-    def _watch(self, sock: Any) -> None:
+    def _watch(self, connection: _Connection) -> None:
         """Read the outbound socket only to see it die: EOF means the peer closed, an error means reset."""
         try:
-            while sock.recv(RECV_CHUNK_BYTES):
+            while connection.sock.recv(RECV_CHUNK_BYTES):
                 pass  # peers never write here; whatever arrives is ignored
-            self._connection_lost = "connection closed by peer"
+            connection.lost = "connection closed by peer"
         except OSError as exc:
-            self._connection_lost = f"connection lost: {exc.strerror or exc}"
+            connection.lost = f"connection lost: {exc.strerror or exc}"
         self._wake.set()
 
 
