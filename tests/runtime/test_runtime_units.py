@@ -1,0 +1,140 @@
+"""Runtime pieces without processes: metrics text, the WSGI app, link queue bounds and backoff."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from node.core.actions import Role, RoleChanged
+from node.core.detector import PeerState
+from node.core.settings import Settings
+from node.core.view import NodeView, PeerView
+from node.runtime.config import Address
+from node.runtime.http import StatusApp
+from node.runtime.metrics import Metrics
+from node.runtime.transport import PeerLink, TransportLimits
+
+from .cluster import parse_metrics
+
+
+def view(role: Role = Role.FOLLOWER, leader_id: int | None = 3) -> NodeView:
+    return NodeView(
+        node_id=1,
+        algorithm="bully",
+        role=role,
+        leader_id=leader_id,
+        epoch=7,
+        peers={2: PeerView(PeerState.SUSPECTED, None), 3: PeerView(PeerState.ALIVE, 40)},
+        quorum_size=2,
+        reachable=2,
+    )
+
+
+def test_leader_changes_count_new_leader_epoch_pairs_only() -> None:
+    metrics = Metrics()
+    for action in [
+        RoleChanged(Role.CANDIDATE, None, 1),
+        RoleChanged(Role.FOLLOWER, 3, 1),
+        RoleChanged(Role.FOLLOWER, 3, 1),  # same pair again: not a change
+        RoleChanged(Role.NO_QUORUM, None, 1),
+        RoleChanged(Role.FOLLOWER, 3, 2),  # same leader, new epoch: a change
+        RoleChanged(Role.LEADER, 1, 3),
+    ]:
+        metrics.role_changed(action)
+    assert metrics.leader_changes_total == 3
+
+
+def test_metrics_text() -> None:
+    metrics = Metrics()
+    metrics.messages_sent["HEARTBEAT"] = 5
+    metrics.messages_received["PROMISE"] = 2
+    metrics.frames_rejected_total = 1
+    text = metrics.render(view())
+    samples = parse_metrics(text)
+    assert samples["leader_node_is_leader"] == 0
+    assert samples["leader_node_epoch"] == 7
+    assert samples['leader_node_peer_up{peer="2"}'] == 0
+    assert samples['leader_node_peer_up{peer="3"}'] == 1
+    assert samples['leader_node_messages_sent_total{type="HEARTBEAT"}'] == 5
+    assert samples['leader_node_messages_sent_total{type="RESIGN"}'] == 0  # every type, even unused
+    assert samples['leader_node_messages_received_total{type="PROMISE"}'] == 2
+    assert samples["leader_node_frames_rejected_total"] == 1
+    assert "# TYPE leader_node_elections_total counter" in text
+    assert text.endswith("\n")
+
+
+def call(app: StatusApp, path: str, method: str = "GET") -> tuple[str, dict[str, str], bytes]:
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured["status"], captured["headers"] = status, dict(headers)
+
+    body = b"".join(app({"REQUEST_METHOD": method, "PATH_INFO": path}, start_response))
+    return captured["status"], captured["headers"], body
+
+
+def test_status_app_routes() -> None:
+    peers = {1: Address("10.0.0.1", 7700), 3: Address("10.0.0.3", 7700)}
+    current = {"view": view()}
+    app = StatusApp(lambda: current["view"], peers, Metrics())
+
+    status, headers, body = call(app, "/status")
+    assert status == "200 OK" and headers["Content-Type"] == "application/json"
+    assert json.loads(body)["peers"]["3"] == {"state": "alive", "last_seen_ms": 40}
+
+    status, _, body = call(app, "/leader")
+    assert status.startswith("503")
+    assert json.loads(body) == {"leader_id": 3, "epoch": 7, "address": "10.0.0.3:7700", "role": "follower"}
+
+    current["view"] = view(Role.LEADER, leader_id=1)
+    status, _, body = call(app, "/leader")
+    assert status == "200 OK"
+    assert json.loads(body) == {"leader_id": 1, "epoch": 7, "address": "10.0.0.1:7700"}
+
+    status, headers, _ = call(app, "/metrics")
+    assert status == "200 OK" and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert call(app, "/status", method="POST")[0].startswith("405")
+    assert call(app, "/")[0].startswith("404")
+
+
+def make_link(limits: TransportLimits, metrics: Metrics, now_ms: list[int]) -> PeerLink:
+    return PeerLink(
+        peer_id=2,
+        address=Address("127.0.0.1", 9),
+        limits=limits,
+        metrics=metrics,
+        clock_ms=lambda: now_ms[0],
+        on_unreachable=lambda peer_id, reason: None,
+        rng=random.Random(1),
+    )
+
+
+def test_link_queue_is_bounded_drop_oldest() -> None:
+    limits = TransportLimits.from_settings(Settings(node_id=1, member_ids=(1, 2)))
+    metrics = Metrics()
+    link = make_link(limits, metrics, [0])  # never started: nothing drains the queue
+    for i in range(limits.queue_max_frames + 10):
+        link.enqueue("HEARTBEAT", str(i).encode())
+    assert metrics.messages_dropped["queue_full"] == 10
+    queued = [frame for _, _, frame in link._queue]
+    assert len(queued) == limits.queue_max_frames
+    assert queued[0] == b"10" and queued[-1] == str(limits.queue_max_frames + 9).encode()
+
+
+def test_limits_from_default_settings() -> None:
+    limits = TransportLimits.from_settings(Settings(node_id=1, member_ids=(1, 2)))
+    assert limits.connect_timeout_ms == 1000
+    assert limits.send_timeout_ms == 3000
+    assert (limits.backoff_base_ms, limits.backoff_cap_ms) == (50, 500)
+    # The reconnect cap stays below a restarting peer's listen period, so it hears us before it elects.
+    assert limits.backoff_cap_ms < Settings(node_id=1, member_ids=(1, 2)).listen_ms
+
+
+def test_backoff_is_capped_exponential_with_jitter() -> None:
+    limits = TransportLimits.from_settings(Settings(node_id=1, member_ids=(1, 2)))
+    link = make_link(limits, Metrics(), [0])
+    for attempt in range(30):
+        delay_ms = link._backoff_ms(attempt)
+        ceiling_ms = min(limits.backoff_cap_ms, limits.backoff_base_ms * 2**attempt)
+        assert ceiling_ms / 2 <= delay_ms <= ceiling_ms
