@@ -20,9 +20,26 @@ import pytest
 from node.algorithms import ALGORITHMS, make_algorithm
 from node.algorithms.base import ElectionNode
 from node.algorithms.ring import Phase, Ring
-from node.core.actions import Action, Broadcast, Log, Persist, Role, Send, SetTimer
-from node.core.events import Event, MessageReceived, PeerUnreachable, Start, TimerFired, TimerId
-from node.core.messages import Coordinator, Election, Heartbeat, Message, MsgType, Promise, Propose
+from node.core.actions import Action, Broadcast, Log, Persist, Role, RoleChanged, Send, SetTimer
+from node.core.events import (
+    Event,
+    MessageReceived,
+    PeerUnreachable,
+    ShutdownRequested,
+    Start,
+    TimerFired,
+    TimerId,
+)
+from node.core.messages import (
+    Coordinator,
+    Election,
+    Heartbeat,
+    Message,
+    MsgType,
+    Promise,
+    Propose,
+    Resign,
+)
 from node.core.settings import Settings
 from node.core.state import DurableState
 
@@ -651,6 +668,20 @@ def test_a_node_that_promises_drops_its_own_pre_vote() -> None:
     late_grants = node.receive(grant(4, 1)) + node.receive(grant(5, 1))
     assert project(node, late_grants) == []
     assert node.durable == DurableState(9, 5) and node.ring.phase is Phase.AWAIT_COORDINATOR
+
+
+def test_a_stop_right_after_losing_quorum_publishes_the_step_down_and_resigns_nothing() -> None:
+    node = leading(5)
+    actions = node.step(ShutdownRequested(node.now_ms + 10_000))  # resumed from a long pause: SIGTERM
+    assert project(node, actions)[-2:] == ["quorum_lost", "stepped_down"]
+    assert actions[-1] == RoleChanged(Role.NO_QUORUM, None, 9)
+
+
+def test_a_leader_that_stops_resigns_its_epoch() -> None:
+    node = leading(5)
+    actions = node.step(ShutdownRequested(node.now_ms + 100))
+    assert project(node, actions) == [("all", Resign(5, 9)), "resigned"]
+    assert actions[-1] == RoleChanged(Role.FOLLOWER, None, 9)
 
 
 def test_a_one_node_cluster_elects_itself() -> None:
