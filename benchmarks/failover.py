@@ -181,6 +181,10 @@ def sent_by_type(cluster: Cluster, node_ids: tuple[int, ...]) -> Counter[str]:
     return total
 
 
+def ms_since(start: datetime, end: datetime) -> float:
+    return (end - start).total_seconds() * 1000
+
+
 def log_majority_ms(
     cluster: Cluster, node_ids: tuple[int, ...], leader: int, since: datetime
 ) -> float | None:
@@ -212,6 +216,7 @@ class Run:
     polls: int
     messages: dict[str, int] = field(default_factory=dict)  # by type, heartbeats excluded
     stale_claims_after_resume: int = 0  # silent only: peers rejecting the resumed leader's old epoch
+    stale_claim_lines: list[str] = field(default_factory=list)  # what they said, and what it logged
 
 
 def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng: random.Random) -> Run:
@@ -253,12 +258,20 @@ def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng:
     if scenario == "silent":
         resumed_wall = cluster.signal(victim, signal.SIGCONT)
         wait_until(lambda: cluster.agreed_leader() is not None, 60, "the resumed node to rejoin", 0.02)
-        run.stale_claims_after_resume = sum(
-            1
+        rejected = [
+            f"node {node_id} +{ms_since(resumed_wall, event['ts']):.1f} ms: {event['MESSAGE']}"
             for node_id in survivors
             for event in cluster.events(node_id, "message_rejected", since=resumed_wall)
             if event.get("PEER_ID") == str(victim)
-        )
+        ]
+        run.stale_claims_after_resume = len(rejected)
+        if rejected:
+            own = [
+                f"node {victim} +{ms_since(resumed_wall, event['ts']):.1f} ms: "
+                f"{event['EVENT']}: {event['MESSAGE']}"
+                for event in cluster.events(victim, since=resumed_wall)[:8]
+            ]
+            run.stale_claim_lines = rejected + own
     else:
         cluster.wait_exit(victim, timeout_s=30)
         cluster.start(victim)
@@ -381,6 +394,8 @@ def main() -> int:
                         ),
                         flush=True,
                     )
+                    for line in run.stale_claim_lines:
+                        print(f"    {line}")
                 report_failover(runs, args)
             finally:
                 cluster.close()
