@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Molecule's dependency step (molecule/base.yml) for every scenario: make this machine ready and clean.
+#   scripts/molecule-host.sh SCENARIO
+#  - leftovers of an aborted Molecule run: containers lnmol-* of other scenarios and the network
+#    lnmol-net once nothing uses it (this scenario's own containers are left to Molecule's destroy
+#    step, which `molecule test` runs next, so `molecule converge` can still iterate). Molecule runs
+#    one scenario at a time on a machine; `make cluster` uses other names and another subnet.
+#  - the Docker engine installed and running, the systemd base image built once (tagged :current)
+#  - the wheelhouse of this checkout, which the role ships to the hosts
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+scenario="${1:?usage: molecule-host.sh SCENARIO}"
+need_root "Molecule on local systemd containers"
+ensure_docker
+for name in $(docker ps -a --format '{{.Names}}' | grep -E "^${MOLECULE_PREFIX}" || true); do
+    if [[ $name != "${MOLECULE_PREFIX}${scenario}-"* ]]; then
+        log "removing leftover container $name"
+        docker rm -f "$name" >/dev/null
+    fi
+done
+if docker network inspect "${MOLECULE_PREFIX}net" >/dev/null 2>&1 &&
+    [[ -z $(docker network inspect "${MOLECULE_PREFIX}net" --format '{{range .Containers}}{{.Name}} {{end}}') ]]; then
+    log "removing leftover network ${MOLECULE_PREFIX}net"
+    docker network rm "${MOLECULE_PREFIX}net" >/dev/null
+fi
+"$REPO_ROOT/scripts/build-image.sh" >/dev/null
+"$REPO_ROOT/scripts/build-wheelhouse.sh"
