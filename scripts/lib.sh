@@ -141,10 +141,10 @@ wait_systemd_running() {
 }
 
 # ensure_venv: the controller's pinned tools (ansible, molecule, testinfra) and the project itself.
+# `make venv` is a no-op when its stamp is current; a fresh Debian first needs python3-venv.
 ensure_venv() {
-    if [[ ! -x $VENV/bin/ansible-playbook ]]; then
-        command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' 2>/dev/null \
-            || apt_install python3-venv
-        make -C "$REPO_ROOT" venv
+    if [[ ! -x $VENV/bin/python ]]; then
+        python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
     fi
+    make -s --no-print-directory -C "$REPO_ROOT" venv
 }
