@@ -68,6 +68,15 @@ class Proposal:
     known_epoch: int = 0  # the highest epoch any voter reported
 
 
+def _epoch_held_by_sender(message: Message) -> int:
+    """The epoch the sender has promised or accepted, as far as this message tells (to propose above it)."""
+    if isinstance(message, Promise):
+        return message.known_epoch  # its `epoch` is the one it answers about
+    if isinstance(message, Propose) and message.pre_vote:
+        return 0  # a pre-vote's epoch is only a wish
+    return message.epoch
+
+
 class ElectionNode:
     name = "base"
 
@@ -85,6 +94,8 @@ class ElectionNode:
         self._failed_attempts = 0
         self._highest_epoch_seen = state.epoch  # volatile: from voters' answers, to propose above them
         self._had_quorum = False
+        self._leader_stamp_ms: int | None = None  # follower: the last `sent_ms` of our leader, echoed back
+        self._lease_until_ms: dict[int, int] = {}  # leader: peer -> end of its acknowledged support
         self._detector_armed_at_ms: int | None = None
         self._published: tuple[Role, int | None, int] | None = None
         self._stopped = False
@@ -213,11 +224,20 @@ class ElectionNode:
         self._emit(Persist(state))
 
     def _heartbeat(self) -> Heartbeat:
-        return Heartbeat(
-            sender=self.node_id,
-            epoch=self.epoch,
-            leader_id=self.node_id if self._is_leader else self._leader_id,
-        )
+        if self._is_leader:
+            return Heartbeat(self.node_id, self.epoch, self.node_id, sent_ms=self._now_ms)
+        echo_ms = self._leader_stamp_ms if self._leader_id is not None else None
+        return Heartbeat(self.node_id, self.epoch, self._leader_id, echo_ms=echo_ms)
+
+    def _lease_supporters(self) -> int:
+        """This leader plus the followers whose acknowledged support has not run out."""
+        return 1 + sum(1 for until_ms in self._lease_until_ms.values() if until_ms > self._now_ms)
+
+    def _lease_deadline_ms(self) -> int | None:
+        """When support would fall below a majority if no echo arrives: the (quorum-1)-th longest lease."""
+        needed = self.settings.quorum_size - 1
+        leases = sorted((t for t in self._lease_until_ms.values() if t > self._now_ms), reverse=True)
+        return leases[needed - 1] if needed and len(leases) >= needed else None
 
     def _reachable(self) -> int:
         return 1 + self._detector.alive_count()
@@ -261,7 +281,11 @@ class ElectionNode:
     def _arm_detector(self) -> None:
         # Deadlines only move later as peers are heard, so the timer is re-armed only when it is not
         # armed or a new peer's deadline is earlier; a timer that fires early just re-arms.
-        deadline_ms = self._detector.next_deadline_ms()
+        deadlines = [self._detector.next_deadline_ms()]
+        if self._is_leader:
+            deadlines.append(self._lease_deadline_ms())
+        known = [d for d in deadlines if d is not None]
+        deadline_ms = min(known) if known else None
         if deadline_ms is None:
             if self._detector_armed_at_ms is not None:
                 self._detector_armed_at_ms = None
@@ -277,11 +301,24 @@ class ElectionNode:
         self._on_peer_unavailable(peer_id)
 
     def _check_quorum(self) -> None:
+        if self._is_leader and self._lease_supporters() < self.settings.quorum_size:
+            self._log(
+                "quorum_lost",
+                f"has no acknowledged support from a majority within {self.settings.failure_timeout_ms} ms "
+                f"(lease of epoch {self.epoch} ran out)",
+                LogLevel.WARNING,
+            )
+            self._step_down("leader lease ran out")
+            self._abandon_election()
+            if self._quorum_reachable():
+                self._set_timer(TimerId.LISTEN, self.settings.listen_ms)  # hear out a successor first
         has_quorum = self._quorum_reachable()
         if not has_quorum and (self._is_leader or self._leader_id is not None or self._electing()):
             reachable = self._reachable()
+            # quorum_lost marks the loss of a leader (ours or our leadership); a candidate just gives up.
+            event = "quorum_lost" if self._is_leader or self._leader_id is not None else "election_abandoned"
             self._log(
-                "quorum_lost",
+                event,
                 f"hears only {reachable} of {self.settings.cluster_size} nodes "
                 f"(quorum {self.settings.quorum_size}) within {self.settings.failure_timeout_ms} ms",
                 LogLevel.WARNING,
@@ -312,6 +349,7 @@ class ElectionNode:
                 "message_rejected", f"ignores {message.type} from non-member {sender}", LogLevel.WARNING
             )
             return
+        self._highest_epoch_seen = max(self._highest_epoch_seen, _epoch_held_by_sender(message))
         if self._detector.heard(sender, self._now_ms):
             self._log("peer_recovered", f"hears peer {sender} again", LogLevel.NOTICE, peer_id=sender)
             self._send(sender, self._heartbeat())  # a rejoining peer learns the leader at once
@@ -393,11 +431,20 @@ class ElectionNode:
         self._is_leader = True
         self._leader_id = self.node_id
         self._failed_attempts = 0
+        # Until the first echoes: the peers that answered us just now can follow nobody else within a
+        # failure_timeout of receiving our COORDINATOR, which leaves after this instant.
+        self._lease_until_ms = {
+            peer_id: self._now_ms + self.settings.failure_timeout_ms
+            for peer_id in self.settings.peer_ids
+            if self._detector.is_alive(peer_id)
+        }
         self._log("became_leader", f"became leader of epoch {epoch}", LogLevel.NOTICE)
         self._announce_leadership(epoch)
 
     def _accept_leader(self, leader_id: int, epoch: int) -> None:
         self._step_down(f"node {leader_id} leads the higher epoch {epoch}")
+        if leader_id != self._leader_id or epoch != self.epoch:
+            self._leader_stamp_ms = None  # a stamp is only meaningful to the leader whose clock made it
         if epoch > self.epoch:
             self._persist(DurableState(epoch, None))
         self._abandon_election()
@@ -518,7 +565,18 @@ class ElectionNode:
     def _on_heartbeat(self, message: Heartbeat) -> None:
         if message.leader_id == message.sender:
             self._on_leader_claim(message.sender, message.epoch, via=message.sender)
+            if self._leader_id == message.sender and message.epoch == self.epoch:
+                self._leader_stamp_ms = message.sent_ms
             return
+        if (
+            self._is_leader
+            and message.leader_id == self.node_id
+            and message.epoch == self.epoch
+            and message.echo_ms is not None
+        ):
+            # Never trust a stamp from our future (a peer's bug must not extend our lease).
+            until_ms = min(message.echo_ms, self._now_ms) + self.settings.failure_timeout_ms
+            self._lease_until_ms[message.sender] = max(self._lease_until_ms.get(message.sender, 0), until_ms)
         if message.sender == self._leader_id and not self._is_leader:
             self._leader_lost(f"leader {message.sender} no longer claims to lead")
         elif self._is_leader and message.epoch > self.epoch:
@@ -531,8 +589,6 @@ class ElectionNode:
     def _on_leader_claim(self, leader_id: int, epoch: int, via: int) -> None:
         if leader_id == self.node_id:
             return
-        if not self._quorum_reachable():
-            return  # cut off from a majority: we would drop this leader at once (quorum_lost)
         if epoch < self.epoch:
             self._log(
                 "message_rejected",
@@ -542,6 +598,8 @@ class ElectionNode:
             )
             self._send(via, self._heartbeat())  # fence: the stale leader learns the higher epoch
             return
+        if not self._quorum_reachable():
+            return  # cut off from a majority: we would drop this leader at once (quorum_lost)
         if epoch == self.epoch and self._is_leader:
             raise LocalProtocolError(f"node {leader_id} claims epoch {epoch}, which this node leads")
         if self.settings.preempt and leader_id < self.node_id:

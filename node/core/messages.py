@@ -64,6 +64,8 @@ _FIELD_SPECS: dict[str, tuple[str, _Validator]] = {
     "pre_vote": ("pre_vote", _check_bool),
     "granted": ("granted", _check_bool),
     "known_epoch": ("known_epoch", _check_node_id),
+    "sent_ms": ("sent_ms", _check_optional_node_id),
+    "echo_ms": ("echo_ms", _check_optional_node_id),
 }
 
 
@@ -92,12 +94,19 @@ class _Wire:
 @dataclass(frozen=True, slots=True)
 class Heartbeat(_Wire):
     """Sent by every node every heartbeat interval. `leader_id` is the sender's current leader belief;
-    `leader_id == sender` means the sender claims to lead under `epoch`."""
+    `leader_id == sender` means the sender claims to lead under `epoch`.
+
+    Leader lease: a leader stamps its heartbeats with its own clock (`sent_ms`); a follower echoes the
+    last stamp it received from its leader (`echo_ms`). The leader counts a follower's support only
+    until echo + failure_timeout, which ends before that follower could suspect it, so a leader resumed
+    from a long pause finds its lease over before it can act under its old epoch."""
 
     TYPE: ClassVar[MsgType] = MsgType.HEARTBEAT
     sender: int
     epoch: int
     leader_id: int | None
+    sent_ms: int | None = None
+    echo_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,7 +150,11 @@ class Driven:
         """Heartbeats from `peer_ids` (not claiming to lead) at the current time."""
         out: list[Any] = []
         for peer_id in peer_ids:
-            out += self.receive(Heartbeat(peer_id, self.durable.epoch if epoch is None else epoch, leader_id))
+            # A follower of this node echoes a stamp of "now": it just heard our heartbeat (leader lease).
+            echo_ms = self.now_ms if leader_id == self.node_id else None
+            out += self.receive(
+                Heartbeat(peer_id, self.durable.epoch if epoch is None else epoch, leader_id, echo_ms=echo_ms)
+            )
         return out
 
     def view(self) -> Any:
@@ -198,8 +202,10 @@ def own_epoch(message: Message) -> int | None:
 
 
 # Shorthands for expected rows.
-def hb(sender: int, epoch: int, leader_id: int | None) -> Heartbeat:
-    return Heartbeat(sender=sender, epoch=epoch, leader_id=leader_id)
+def hb(
+    sender: int, epoch: int, leader_id: int | None, sent_ms: int | None = None, echo_ms: int | None = None
+) -> Heartbeat:
+    return Heartbeat(sender=sender, epoch=epoch, leader_id=leader_id, sent_ms=sent_ms, echo_ms=echo_ms)
 
 
 def coordinator(leader_id: int, epoch: int, sender: int | None = None) -> Coordinator:

@@ -82,5 +82,6 @@ def advance(node: Driven, to_ms: int, silent: tuple[int, ...] = (), every_ms: in
         leader_id = node.leader_id
         for peer in node.settings.peer_ids:
             if peer not in silent:
-                node.receive(hb(peer, node.durable.epoch, leader_id))
+                echo_ms = at_ms if leader_id == node.node_id else None  # followers echo the leader's stamp
+                node.receive(hb(peer, node.durable.epoch, leader_id, echo_ms=echo_ms))
         at_ms += every_ms

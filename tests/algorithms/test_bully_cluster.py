@@ -140,15 +140,6 @@ def test_a_paused_leader_is_replaced_and_steps_down_when_it_resumes(seed: int) -
     assert cluster.members[old_leader].role is Role.FOLLOWER
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a leader's quorum lease (failure_timeout since it last heard a majority of *followers*) can "
-    "outlast the followers' patience (failure_timeout since they last heard the *leader*): heartbeats run "
-    "at independent phases, so a new leader can exist up to ~1 heartbeat_interval before the old one's "
-    "lease ends. A leader SIGSTOPped and resumed right after the new election still holds a majority in "
-    "its detector: its overdue heartbeat timer or a queued ELECTION makes it send HEARTBEAT(leader=self) "
-    "or COORDINATOR under the old epoch before it reads the messages that depose it.",
-)
 def test_a_resumed_leader_never_acts_under_its_old_epoch() -> None:
     stale: list[str] = []
     for seed in range(25):
@@ -179,7 +170,8 @@ def test_a_leader_cut_off_from_the_majority_steps_down_within_failure_timeout() 
     for follower in (1, 2, 3):  # 3 of 5 gone without a trace: the leader and node 4 are a minority
         cluster.crash(follower, notify=False)
     cut_at = cluster.now_ms
-    cluster.run_until(lambda c: c.members[leader].role is not Role.LEADER, cut_at + 2 * FAILURE_MS)
+    # The lease (echoed heartbeat stamps) may end it a little before the detector reports no-quorum.
+    cluster.run_until(lambda c: c.members[leader].role is Role.NO_QUORUM, cut_at + 2 * FAILURE_MS)
     assert cluster.members[leader].role is Role.NO_QUORUM
     assert cluster.now_ms - cut_at <= FAILURE_MS
     assert [e.log.event for e in cluster.events("quorum_lost", node_id=leader)] == ["quorum_lost"]

@@ -500,7 +500,7 @@ ROWS: list[Row] = [
         lambda n: n.receive(propose(5, 5), LEADER_MS + 100),
         [
             log("peer_recovered", NOTICE, peer=5, epoch=4, leader=4),
-            Send(5, hb(4, 4, 4)),
+            Send(5, hb(4, 4, 4, sent_ms=LEADER_MS + 100)),
             Send(5, refused(4, 5, pre=False, known=4)),
         ],
         role=LEADER,
@@ -511,7 +511,7 @@ ROWS: list[Row] = [
         lambda n: n.receive(propose(5, 5), LEADER_MS + 100),
         [
             log("peer_recovered", NOTICE, peer=5, epoch=4, leader=4),
-            Send(5, hb(4, 4, 4)),
+            Send(5, hb(4, 4, 4, sent_ms=LEADER_MS + 100)),
             log("stepped_down", WARNING, epoch=4, leader=4),
             Persist(DurableState(5, 5)),
             SetTimer(COORDINATOR, LEADER_MS + 100 + 5000),
@@ -525,7 +525,7 @@ ROWS: list[Row] = [
         lambda n: n.receive(pre_vote(5, 5), LEADER_MS + 100),
         [
             log("peer_recovered", NOTICE, peer=5, epoch=4, leader=4),
-            Send(5, hb(4, 4, 4)),
+            Send(5, hb(4, 4, 4, sent_ms=LEADER_MS + 100)),
             Send(5, granted(4, 5, pre=True, known=4)),
         ],
         role=LEADER,
@@ -645,7 +645,10 @@ ROWS: list[Row] = [
         "the leader itself rejects a lower-epoch COORDINATOR and fences its sender",
         lambda: leader(5, epoch=4),
         lambda n: n.receive(coordinator(4, 3), LEADER_MS + 100),
-        [log("message_rejected", WARNING, peer=4, epoch=4, leader=5), Send(4, hb(5, 4, 5))],
+        [
+            log("message_rejected", WARNING, peer=4, epoch=4, leader=5),
+            Send(4, hb(5, 4, 5, sent_ms=LEADER_MS + 100)),
+        ],
         role=LEADER,
     ),
     Row(
@@ -653,11 +656,6 @@ ROWS: list[Row] = [
         lambda: _heard(started(2, epoch=3), 4),
         lambda n: n.receive(coordinator(4, 2), 20),
         [log("message_rejected", WARNING, peer=4, epoch=3), Send(4, hb(2, 3, None))],
-        marks=xfail(
-            "base._on_leader_claim returns before the epoch check when no majority is reachable, so a "
-            "COORDINATOR/heartbeat below our epoch is dropped silently: no message_rejected, no fence "
-            "(issue 3: nodes reject a lower epoch and log message_rejected)"
-        ),
     ),
     Row(
         "COORDINATOR with a higher epoch: persist it, follow",
@@ -714,11 +712,6 @@ ROWS: list[Row] = [
             SetTimer(PROPOSAL, LEADER_MS + 100 + 5000),
             RoleChanged(CANDIDATE, None, 4),
         ],
-        marks=xfail(
-            "the stepped-down leader pre-votes for epoch 5, the very epoch it just heard node 3 has "
-            "(heartbeat epochs never reach base._highest_epoch_seen): issue 3 wants an epoch higher than "
-            "any it knows; node 3 and whoever promised 5 refuse, costing a failed round and a backoff"
-        ),
     ),
     # --- quorum -------------------------------------------------------------------------------------
     Row(

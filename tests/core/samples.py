@@ -32,12 +32,16 @@ OTHER_SECRET = b"another-secret-9876543210"
 # (message, its exact wire body without auth): one row per message type, the wire names spelled out.
 WIRE_EXAMPLES: list[tuple[Message, dict[str, Any]]] = [
     (
-        Heartbeat(sender=1, epoch=2, leader_id=3),
-        {"type": "HEARTBEAT", "from": 1, "epoch": 2, "leader": 3},
+        Heartbeat(sender=1, epoch=2, leader_id=1, sent_ms=1500),
+        {"type": "HEARTBEAT", "from": 1, "epoch": 2, "leader": 1, "sent_ms": 1500, "echo_ms": None},
+    ),
+    (
+        Heartbeat(sender=2, epoch=2, leader_id=1, echo_ms=1500),
+        {"type": "HEARTBEAT", "from": 2, "epoch": 2, "leader": 1, "sent_ms": None, "echo_ms": 1500},
     ),
     (
         Heartbeat(sender=4, epoch=0, leader_id=None),
-        {"type": "HEARTBEAT", "from": 4, "epoch": 0, "leader": None},
+        {"type": "HEARTBEAT", "from": 4, "epoch": 0, "leader": None, "sent_ms": None, "echo_ms": None},
     ),
     (
         Election(sender=2, epoch=7, initiator=2),

@@ -129,7 +129,7 @@ def test_encoder_refuses_a_frame_above_the_limit() -> None:
 # Every error class -> RemoteProtocolError (and nothing else)
 
 _HEARTBEAT = {"type": "HEARTBEAT", "from": 1, "epoch": 2, "leader": 3}
-_INT_FIELDS = {"from", "epoch", "initiator", "known_epoch", "leader"}
+_INT_FIELDS = {"from", "epoch", "initiator", "known_epoch", "leader", "sent_ms", "echo_ms"}
 _BOOL_FIELDS = {"pre_vote", "granted"}
 _BAD_INTS: list[Any] = [True, False, -1, "3", 1.5, 1.0, [1], {"n": 1}, None]
 _BAD_BOOLS: list[Any] = [0, 1, "true", None, [True]]
@@ -194,11 +194,15 @@ def _payload_rows() -> list[Any]:
         name = f"{type(message).__name__}-{'-'.join(str(v) for v in wire.values())}"
         add_signed(f"unknown-field-{name}", {**wire, "extra": 1})
         for key in wire:
-            if key not in {"type", "ids"}:
+            if key not in {"type", "ids", "sent_ms", "echo_ms"}:  # fields with defaults may be absent
                 add_signed(f"missing-{key}-{name}", {k: v for k, v in wire.items() if k != key})
             if key in _INT_FIELDS:
                 for bad in _BAD_INTS:
-                    if bad is None and wire["type"] == "HEARTBEAT" and key == "leader":
+                    if (
+                        bad is None
+                        and wire["type"] == "HEARTBEAT"
+                        and key in {"leader", "sent_ms", "echo_ms"}
+                    ):
                         continue  # a heartbeat's leader may be null: no leader known
                     add_signed(f"bad-{key}={bad!r}-{name}", {**wire, key: bad})
             elif key in _BOOL_FIELDS:

@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-import pytest
-
 from .cluster import Cluster, wait_until
 
 MEMBERS = (1, 2, 3, 4, 5)
@@ -121,14 +119,6 @@ def test_sigstopped_leader_is_replaced_and_steps_down_on_sigcont(
     assert majority_leader(cluster, MEMBERS) == (new_leader, new_epoch)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known algorithm bug (tests/algorithms/test_bully_cluster.py::"
-    "test_a_resumed_leader_never_acts_under_its_old_epoch): the leader's quorum lease can outlast the "
-    "followers' failure_timeout by up to a heartbeat interval, so a leader resumed right after its "
-    "replacement may still send HEARTBEAT(leader=self)/COORDINATOR under its old epoch; its peers reject "
-    "them (message_rejected). Timing-dependent, hence not strict.",
-)
 def test_resumed_leader_sends_no_leader_claim_under_its_old_epoch(
     make_cluster: Callable[..., Cluster],
 ) -> None:
