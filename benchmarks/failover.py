@@ -221,6 +221,7 @@ class Run:
 
 def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng: random.Random) -> Run:
     old = wait_until(lambda: settled(cluster), 120, "the cluster to settle", interval_s=0.05)
+    assert old is not None  # wait_until returns only a truthy result
     time.sleep(rng.uniform(0, seconds(args.heartbeat)))  # a benchmark may sleep: a random signal phase
     victim, victim_epoch = old
     survivors = tuple(i for i in MEMBERS if i != victim)
@@ -240,6 +241,7 @@ def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng:
     finally:
         for poller in pollers:
             poller.stop()
+    assert found is not None
     at, new_leader, new_epoch = found
     wait_until(lambda: cluster.agreed_leader(survivors) == (new_leader, new_epoch), 60, "every survivor")
     messages = sent_by_type(cluster, survivors) - before
