@@ -61,6 +61,10 @@ def _parser() -> _Parser:
     parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1; 0 = all CPUs)")
     parser.add_argument("--trace", metavar="FILE", help="single seed: write the whole trace to FILE")
+    defaults = RunConfig("bully", 1, 0)
+    parser.add_argument("--heartbeat-ms", type=int, default=defaults.heartbeat_interval_ms)
+    parser.add_argument("--failure-timeout-ms", type=int, default=defaults.failure_timeout_ms)
+    parser.add_argument("--election-timeout-ms", type=int, default=defaults.election_timeout_ms)
     return parser
 
 
@@ -80,10 +84,23 @@ def main(argv: list[str], out: TextIO | None = None) -> int:
     except UsageError as exc:
         print(f"leader-node simulate: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    configs = [
-        RunConfig(args.algorithm, args.nodes, seed, keep_trace=bool(args.trace))
-        for seed in range(args.seed, args.seed + args.seeds)
-    ]
+    try:
+        configs = [
+            RunConfig(
+                args.algorithm,
+                args.nodes,
+                seed,
+                heartbeat_interval_ms=args.heartbeat_ms,
+                failure_timeout_ms=args.failure_timeout_ms,
+                election_timeout_ms=args.election_timeout_ms,
+                keep_trace=bool(args.trace),
+            )
+            for seed in range(args.seed, args.seed + args.seeds)
+        ]
+        configs[0].settings()  # validates the timers as the daemon's config check does
+    except ValueError as exc:
+        print(f"leader-node simulate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     started = time.monotonic()
     single = args.seeds == 1
 
@@ -128,10 +145,23 @@ def _report(result: RunResult, single: bool, out: TextIO) -> None:
         for line in result.trace_tail[-TRACE_TAIL_PRINTED:]:
             print(f"  {line}", file=out)
     print(
-        f"reproduce with: leader-node simulate --algorithm {config.algorithm}"
-        f" --nodes {config.node_count} --seed {config.seed}",
+        f"reproduce with: {reproduce_command(config)}",
         file=out,
     )
+
+
+def reproduce_command(config: RunConfig) -> str:
+    """The command that replays exactly this run (timers only when not the defaults)."""
+    command = f"leader-node simulate --algorithm {config.algorithm} --nodes {config.node_count}"
+    defaults = RunConfig(config.algorithm, config.node_count, config.seed)
+    for flag, value, default in (
+        ("--heartbeat-ms", config.heartbeat_interval_ms, defaults.heartbeat_interval_ms),
+        ("--failure-timeout-ms", config.failure_timeout_ms, defaults.failure_timeout_ms),
+        ("--election-timeout-ms", config.election_timeout_ms, defaults.election_timeout_ms),
+    ):
+        if value != default:
+            command += f" {flag} {value}"
+    return f"{command} --seed {config.seed}"
 
 
 def summary(results: list[RunResult], wall_s: float) -> str:

@@ -22,9 +22,12 @@ from node.sim.world import World
 
 Stop = Callable[[], None]
 
+# Fault timing at the default timers (election_timeout 5 s); `Timers.scale` stretches or shrinks it so
+# that faster timers see the same fault pattern relative to their timeouts.
 FAULT_GAP_MS = (200, 4_000)  # between two fault starts
 FAULT_DURATION_MS = (300, 12_000)
 CLOG_STEP_MS = (100, 1_500)  # swizzle-clog: time between clogging (and unclogging) two nodes
+DEFAULT_ELECTION_TIMEOUT_MS = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,11 @@ class Timers:
     heartbeat_interval_ms: int
     failure_timeout_ms: int
     election_timeout_ms: int
+
+    def scaled(self, bounds_ms: tuple[int, int]) -> tuple[int, int]:
+        """A fault-timing range at the default timers, scaled to these timers."""
+        scale = self.election_timeout_ms / DEFAULT_ELECTION_TIMEOUT_MS
+        return max(1, round(bounds_ms[0] * scale)), max(1, round(bounds_ms[1] * scale))
 
     @classmethod
     def of(cls, settings: Settings) -> Timers:
@@ -69,7 +77,9 @@ class Nemesis:
 
     def run_faults_until(self, until_ms: int) -> None:
         self._until_ms = until_ms
-        self.later(self.world.now_ms + self.rng.randint(*FAULT_GAP_MS), "tick", self._tick)
+        self.later(
+            self.world.now_ms + self.rng.randint(*self.timers.scaled(FAULT_GAP_MS)), "tick", self._tick
+        )
 
     def _tick(self) -> None:
         now_ms = self.world.now_ms
@@ -82,14 +92,14 @@ class Nemesis:
             stop = NEMESES[name](self)
             if stop is not None:
                 self._register(name, stop)
-        self.later(now_ms + self.rng.randint(*FAULT_GAP_MS), "tick", self._tick)
+        self.later(now_ms + self.rng.randint(*self.timers.scaled(FAULT_GAP_MS)), "tick", self._tick)
 
     def _register(self, name: str, stop: Stop) -> None:
         fault_id = self._next_fault_id
         self._next_fault_id += 1
         self._active[fault_id] = (name, stop)
         self.started[name] = self.started.get(name, 0) + 1
-        duration_ms = self.rng.randint(*FAULT_DURATION_MS)
+        duration_ms = self.rng.randint(*self.timers.scaled(FAULT_DURATION_MS))
         stop_at_ms = self.world.now_ms + duration_ms
         self.later(stop_at_ms, f"stop {name}#{fault_id}", functools.partial(self._end, fault_id))
 
@@ -188,7 +198,7 @@ def swizzle_clog(nemesis: Nemesis) -> Stop:
     at_ms = world.now_ms
     for node_id in chosen:
         nemesis.later(at_ms, f"clog {node_id}", functools.partial(world.network.clog, node_id))
-        at_ms += rng.randint(*CLOG_STEP_MS)
+        at_ms += rng.randint(*nemesis.timers.scaled(CLOG_STEP_MS))
 
     def unclog_in_random_order() -> None:
         order = list(chosen)
@@ -196,7 +206,7 @@ def swizzle_clog(nemesis: Nemesis) -> Stop:
         at_ms = world.now_ms
         for node_id in order:
             nemesis.later(at_ms, f"unclog {node_id}", functools.partial(_unclog, world, node_id))
-            at_ms += rng.randint(*CLOG_STEP_MS)
+            at_ms += rng.randint(*nemesis.timers.scaled(CLOG_STEP_MS))
 
     return unclog_in_random_order
 
@@ -234,7 +244,9 @@ def crash_restart_fast(nemesis: Nemesis) -> Stop | None:
     restart = crash_random(nemesis)
     if restart is None:
         return None
-    nemesis.later(world.now_ms + nemesis.rng.randint(0, 300), "fast restart", restart)
+    nemesis.later(
+        world.now_ms + nemesis.rng.randint(*nemesis.timers.scaled((0, 300))), "fast restart", restart
+    )
     return restart
 
 

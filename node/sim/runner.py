@@ -36,6 +36,7 @@ from node.sim.world import AlgorithmFactory, SimulationLimitError, World
 
 NODE_COUNT_MAX = 15
 MAX_EVENTS_PER_RUN = 300_000  # ~100x a healthy 7-node run: a message storm ends the run as a failure
+SAFETY_MS_LIMIT = 3_600_000  # one virtual hour of faults per run at most
 START_SPREAD_MS = 3_000  # nodes start within this window, unless they all start at 0
 
 
@@ -47,8 +48,8 @@ class RunConfig:
     heartbeat_interval_ms: int = 1_000
     failure_timeout_ms: int = 3_000
     election_timeout_ms: int = 5_000
-    safety_ms_min: int = 30_000
-    safety_ms_max: int = 60_000
+    safety_ms_min: int | None = None  # default: 6 x election_timeout (30 s at the default timers)
+    safety_ms_max: int | None = None  # default: 12 x election_timeout (60 s)
     nemeses: tuple[str, ...] = ALL_NEMESES
     keep_trace: bool = False
     max_events: int = MAX_EVENTS_PER_RUN
@@ -56,8 +57,15 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.node_count <= NODE_COUNT_MAX:
             raise ValueError(f"node_count must lie in [1, {NODE_COUNT_MAX}]")
-        if not 0 <= self.safety_ms_min <= self.safety_ms_max:
-            raise ValueError("need 0 <= safety_ms_min <= safety_ms_max")
+        if not 0 <= self.safety_window_ms[0] <= self.safety_window_ms[1] <= SAFETY_MS_LIMIT:
+            raise ValueError(f"need 0 <= safety_ms_min <= safety_ms_max <= {SAFETY_MS_LIMIT}")
+
+    @property
+    def safety_window_ms(self) -> tuple[int, int]:
+        """Bounds of the safety phase's length (faults on)."""
+        low = 6 * self.election_timeout_ms if self.safety_ms_min is None else self.safety_ms_min
+        high = 12 * self.election_timeout_ms if self.safety_ms_max is None else self.safety_ms_max
+        return low, high
 
     def settings(self) -> list[Settings]:
         ids = tuple(range(1, self.node_count + 1))
@@ -144,7 +152,7 @@ def run_seed(config: RunConfig, factory: AlgorithmFactory | None = None) -> RunR
     settings = config.settings()
     trace = world.trace
     result = RunResult(config)
-    safety_end_ms = rng.randint(config.safety_ms_min, config.safety_ms_max)
+    safety_end_ms = rng.randint(*config.safety_window_ms)
     try:
         _safety_phase(world, nemesis, rng, safety_end_ms)
         _liveness_phase(world, nemesis, rng, settings[0], result)

@@ -68,3 +68,21 @@ def test_single_seed_prints_its_trace_hash_and_can_write_the_trace(tmp_path: Pat
 def test_bad_usage_exits_64(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == EXIT_USAGE
     assert "leader-node simulate:" in capsys.readouterr().err
+
+
+def test_reproduce_line_names_non_default_timers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(node.sim.runner, "make_algorithm", lambda _n, s, d, r: SelfAppointed(s, d, r))
+    argv = ["--algorithm", "bully", "--nodes", "3", "--seed", "5", "--heartbeat-ms", "100"]
+    argv += ["--failure-timeout-ms", "500", "--election-timeout-ms", "1000"]
+    code, output = run(argv)
+    assert code == EXIT_SAFETY
+    expected = "leader-node simulate --algorithm bully --nodes 3 --heartbeat-ms 100"
+    assert (
+        f"reproduce with: {expected} --failure-timeout-ms 500 --election-timeout-ms 1000 --seed 5" in output
+    )
+
+
+def test_timers_are_validated_like_the_config() -> None:
+    assert (
+        main(["--algorithm", "bully", "--heartbeat-ms", "1000", "--failure-timeout-ms", "2000"]) == EXIT_USAGE
+    )
