@@ -28,6 +28,7 @@ import time
 from typing import NoReturn, TextIO
 
 from node.algorithms import ALGORITHMS
+from node.sim.nemesis import ALL_NEMESES
 from node.sim.runner import NODE_COUNT_MAX, RunConfig, RunResult, sweep
 
 EXIT_OK = 0
@@ -62,6 +63,11 @@ def _parser() -> _Parser:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1; 0 = all CPUs)")
     parser.add_argument("--trace", metavar="FILE", help="single seed: write the whole trace to FILE")
     defaults = RunConfig("bully", 1, 0)
+    parser.add_argument(
+        "--nemeses",
+        default=",".join(ALL_NEMESES),
+        help="comma-separated faults to draw from (default: all of them: %(default)s)",
+    )
     parser.add_argument("--heartbeat-ms", type=int, default=defaults.heartbeat_interval_ms)
     parser.add_argument("--failure-timeout-ms", type=int, default=defaults.failure_timeout_ms)
     parser.add_argument("--election-timeout-ms", type=int, default=defaults.election_timeout_ms)
@@ -84,6 +90,14 @@ def main(argv: list[str], out: TextIO | None = None) -> int:
     except UsageError as exc:
         print(f"leader-node simulate: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    nemeses = tuple(name for name in args.nemeses.split(",") if name)
+    unknown = sorted(set(nemeses) - set(ALL_NEMESES))
+    if unknown or not nemeses:
+        print(
+            f"leader-node simulate: unknown --nemeses {unknown}; known: {','.join(ALL_NEMESES)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         configs = [
             RunConfig(
@@ -93,6 +107,7 @@ def main(argv: list[str], out: TextIO | None = None) -> int:
                 heartbeat_interval_ms=args.heartbeat_ms,
                 failure_timeout_ms=args.failure_timeout_ms,
                 election_timeout_ms=args.election_timeout_ms,
+                nemeses=nemeses,
                 keep_trace=bool(args.trace),
             )
             for seed in range(args.seed, args.seed + args.seeds)
@@ -161,6 +176,8 @@ def reproduce_command(config: RunConfig) -> str:
     ):
         if value != default:
             command += f" {flag} {value}"
+    if set(config.nemeses) != set(ALL_NEMESES):
+        command += f" --nemeses {','.join(config.nemeses)}"
     return f"{command} --seed {config.seed}"
 
 

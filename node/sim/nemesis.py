@@ -1,12 +1,13 @@
 """Named fault schedules. During the safety phase the nemesis starts a random fault every so often
 (at most `max_concurrent` at once) and undoes it after a random duration; `heal_all` ends every fault.
 
-Faults: symmetric partitions into random halves (every split size, so 2|3 and 3|4 too), the leader
-isolated, one-way partitions (a leader that cannot hear, a leader that cannot speak, random sets),
-swizzle-clog (clog nodes one by one, unclog them in random order), crash/restart (random node, the
-leader, a fast systemd-style restart), graceful stop of the leader (SIGTERM: it resigns), pause
-(SIGSTOP/SIGCONT of a random node or the leader), and bursts of drops, duplicates, reordering and
-long delays. Not modelled: clock skew (each node's timers run at the true rate).
+Faults: symmetric partitions into random halves (every split size, so 2|3 and 3|4 too), a bridge
+node between two halves, a majorities ring (everyone sees a different majority), the leader isolated,
+one-way partitions (a leader that cannot hear, a leader that cannot speak, random sets), swizzle-clog
+(clog nodes one by one, unclog them in random order), crash/restart (random node, the leader, a fast
+systemd-style restart), graceful stop of the leader (SIGTERM: it resigns), pause (SIGSTOP/SIGCONT of a
+random node or the leader), and bursts of drops, duplicates, reordering and long delays.
+Not modelled: clock skew (each node's timers run at the true rate).
 """
 
 from __future__ import annotations
@@ -153,6 +154,38 @@ def partition_halves(nemesis: Nemesis) -> Stop:
     sides = [sorted(ids[:cut]), sorted(ids[cut:])]
     world.log(f"nemesis partition {sides[0]} | {sides[1]}")
     rule_id = world.network.partition(sides)
+    return lambda: world.network.unblock(rule_id)
+
+
+def bridge(nemesis: Nemesis) -> Stop:
+    """Two halves that cannot talk, and one node that talks to both (Jepsen's bridge): each half plus
+    the bridge is a majority."""
+    world = nemesis.world
+    ids = list(world.nodes)
+    nemesis.rng.shuffle(ids)
+    middle, rest = ids[0], ids[1:]
+    sides = [sorted(rest[: len(rest) // 2]), sorted(rest[len(rest) // 2 :])]
+    world.log(f"nemesis bridge {sides[0]} | {middle} | {sides[1]}")
+    rule_id = world.network.partition(sides)  # the bridge is on neither side, so it reaches both
+    return lambda: world.network.unblock(rule_id)
+
+
+def majorities_ring(nemesis: Nemesis) -> Stop:
+    """Nodes on a ring, each talking only to its nearest neighbours: every node sees a majority, and
+    no two nodes see the same one (Jepsen's majorities-ring)."""
+    world = nemesis.world
+    ring = list(world.nodes)
+    nemesis.rng.shuffle(ring)
+    size = len(ring)
+    radius = -(-(size // 2) // 2)  # ceil(floor(N/2) / 2): self +- radius is a majority
+    blocked = [
+        (ring[i], ring[j])
+        for i in range(size)
+        for j in range(size)
+        if i != j and min((i - j) % size, (j - i) % size) > radius
+    ]
+    world.log(f"nemesis majorities ring {ring} (radius {radius})")
+    rule_id = world.network.block(blocked)
     return lambda: world.network.unblock(rule_id)
 
 
@@ -309,6 +342,8 @@ def delay_burst(nemesis: Nemesis) -> Stop:
 
 NEMESES: dict[str, Callable[[Nemesis], Stop | None]] = {
     "partition-halves": partition_halves,
+    "bridge": bridge,
+    "majorities-ring": majorities_ring,
     "isolate-leader": isolate_leader,
     "one-way": one_way,
     "swizzle-clog": swizzle_clog,

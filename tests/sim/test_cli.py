@@ -63,6 +63,7 @@ def test_single_seed_prints_its_trace_hash_and_can_write_the_trace(tmp_path: Pat
         ["--algorithm", "bully", "--seed", "-1"],
         ["--algorithm", "bully", "--seeds", "2", "--trace", "x"],
         ["--algorithm", "bully", "--jobs", "1000"],
+        ["--algorithm", "bully", "--nemeses", "crash,meteor"],
     ],
 )
 def test_bad_usage_exits_64(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,3 +87,12 @@ def test_timers_are_validated_like_the_config() -> None:
     assert (
         main(["--algorithm", "bully", "--heartbeat-ms", "1000", "--failure-timeout-ms", "2000"]) == EXIT_USAGE
     )
+
+
+def test_a_sweep_restricted_to_some_faults_says_so_in_the_reproduce_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(node.sim.runner, "make_algorithm", lambda _n, s, d, r: SelfAppointed(s, d, r))
+    code, output = run(["--algorithm", "bully", "--nodes", "3", "--seed", "1", "--nemeses", "bridge,crash"])
+    assert code == EXIT_SAFETY
+    assert "--nodes 3 --nemeses bridge,crash --seed 1" in output
