@@ -94,6 +94,7 @@ class ElectionNode:
         self._failed_attempts = 0
         self._highest_epoch_seen = state.epoch  # volatile: from voters' answers, to propose above them
         self._had_quorum = False
+        self._handoff_from: int | None = None  # a leader whose RESIGN started the current election
         self._leader_stamp_ms: int | None = None  # follower: the last `sent_ms` of our leader, echoed back
         self._lease_until_ms: dict[int, int] = {}  # leader: peer -> end of its acknowledged support
         self._detector_armed_at_ms: int | None = None
@@ -392,7 +393,7 @@ class ElectionNode:
             )
             self._is_leader = False
             self._leader_id = None
-            self._publish()
+        self._publish()  # also announces a step-down made earlier in this step (quorum lost)
         self._stopped = True
 
     # ------------------------------------------------------------------ leadership transitions
@@ -456,6 +457,7 @@ class ElectionNode:
     def _abandon_election(self) -> None:
         self._proposal = None
         self._backoff_pending = False
+        self._handoff_from = None
         for timer in (TimerId.PROPOSAL, TimerId.BACKOFF, TimerId.COORDINATOR, TimerId.LISTEN):
             self._cancel_timer(timer)
         self._reset_election()
@@ -469,6 +471,10 @@ class ElectionNode:
             return
         # Rejections taught us of higher epochs: ask for one above all of them, or we would be refused again.
         known_epoch = max(self.epoch, self._highest_epoch_seen)
+        if self._handoff_from is not None:
+            # The leader resigned: nobody is left to protect from disruption, so skip the pre-vote round.
+            self._on_pre_vote_won(known_epoch)
+            return
         self._proposal = Proposal(epoch=known_epoch + 1, pre_vote=True, grants={self.node_id})
         self._proposal.known_epoch = known_epoch
         self._broadcast(Propose(self.node_id, self._proposal.epoch, pre_vote=True))
@@ -508,12 +514,13 @@ class ElectionNode:
         self._persist(DurableState(epoch, self.node_id))
         self._proposal = Proposal(epoch=epoch, pre_vote=False, grants={self.node_id})
         self._proposal.known_epoch = epoch
-        self._broadcast(Propose(self.node_id, epoch, pre_vote=False))
+        self._broadcast(Propose(self.node_id, epoch, pre_vote=False, resigned_leader=self._handoff_from))
         self._set_timer(TimerId.PROPOSAL, self.settings.election_timeout_ms)
         self._tally()
 
     def _fail_attempt(self, reason: str) -> None:
         self._proposal = None
+        self._handoff_from = None  # retries take the full path, pre-vote included
         self._cancel_timer(TimerId.PROPOSAL)
         self._reset_election()
         self._failed_attempts += 1
@@ -526,20 +533,22 @@ class ElectionNode:
         self._backoff_pending = True
         self._set_timer(TimerId.BACKOFF, delay_ms)
 
-    def _may_promise(self, candidate: int, epoch: int, pre_vote: bool) -> bool:
+    def _may_promise(
+        self, candidate: int, epoch: int, pre_vote: bool, resigned_leader: int | None = None
+    ) -> bool:
         if epoch < self.epoch:
             return False
         if epoch == self.epoch and (pre_vote or self._durable.voted_for != candidate):
             return False  # at most one candidate per epoch; a repeat to the same one is answered again
         if self._is_leader:
             return self.settings.preempt and candidate > self.node_id
-        if self._leader_is_live():
+        if self._leader_is_live() and resigned_leader != self._leader_id:
             assert self._leader_id is not None
             return self.settings.preempt and candidate > self._leader_id
         return True
 
     def _on_propose(self, message: Propose) -> None:
-        granted = self._may_promise(message.sender, message.epoch, message.pre_vote)
+        granted = self._may_promise(message.sender, message.epoch, message.pre_vote, message.resigned_leader)
         if granted and not message.pre_vote:
             self._step_down(f"promised epoch {message.epoch} to node {message.sender}")
             self._persist(DurableState(message.epoch, message.sender))
@@ -589,6 +598,11 @@ class ElectionNode:
     def _on_leader_claim(self, leader_id: int, epoch: int, via: int) -> None:
         if leader_id == self.node_id:
             return
+        if leader_id not in self._detector.peer_ids:
+            self._log(
+                "message_rejected", f"ignores a leader claim for non-member {leader_id}", LogLevel.WARNING
+            )
+            return
         if epoch < self.epoch:
             self._log(
                 "message_rejected",
@@ -619,5 +633,6 @@ class ElectionNode:
             self._log("leader_lost", reason, LogLevel.NOTICE)
             self._leader_id = None
             self._abandon_election()
+            self._handoff_from = message.sender
             self._begin_election(f"leader {message.sender} resigned")
         self._on_peer_unavailable(message.sender)

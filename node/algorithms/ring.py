@@ -146,13 +146,6 @@ class Ring(ElectionNode):
         super()._wait_for_coordinator()
         self.phase = Phase.AWAIT_COORDINATOR
 
-    def _on_shutdown(self) -> None:
-        super()._on_shutdown()
-        # The base publishes on shutdown only when it resigns; a quorum-loss step-down earlier in this
-        # same step must be announced too (the simulator's role-published invariant). Idempotent, so
-        # harmless once base.py publishes there itself.
-        self._publish()
-
     def _on_algorithm_timer(self, timer: TimerId) -> None:
         if timer is TimerId.ELECTION and self.phase is Phase.AWAIT_TOKEN:
             self._fail_attempt(

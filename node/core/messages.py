@@ -66,6 +66,7 @@ _FIELD_SPECS: dict[str, tuple[str, _Validator]] = {
     "known_epoch": ("known_epoch", _check_node_id),
     "sent_ms": ("sent_ms", _check_optional_node_id),
     "echo_ms": ("echo_ms", _check_optional_node_id),
+    "resigned_leader": ("resigned_leader", _check_optional_node_id),
 }
 
 
@@ -146,12 +147,15 @@ class Coordinator(_Wire):
 
 @dataclass(frozen=True, slots=True)
 class Propose(_Wire):
-    """A candidate asks for a promise of `epoch`. `pre_vote` asks "would you?" without binding anyone."""
+    """A candidate asks for a promise of `epoch`. `pre_vote` asks "would you?" without binding anyone.
+    `resigned_leader` names a leader whose RESIGN the candidate holds: a voter still following that leader
+    need not wait for the RESIGN to reach it too (graceful handoff without a lost round)."""
 
     TYPE: ClassVar[MsgType] = MsgType.PROPOSE
     sender: int
     epoch: int
     pre_vote: bool
+    resigned_leader: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -226,8 +226,8 @@ def pre_vote(sender: int, epoch: int) -> Propose:
     return Propose(sender=sender, epoch=epoch, pre_vote=True)
 
 
-def propose(sender: int, epoch: int) -> Propose:
-    return Propose(sender=sender, epoch=epoch, pre_vote=False)
+def propose(sender: int, epoch: int, resigned_leader: int | None = None) -> Propose:
+    return Propose(sender=sender, epoch=epoch, pre_vote=False, resigned_leader=resigned_leader)
 
 
 def promise(sender: int, epoch: int, *, pre_vote: bool, granted: bool, known_epoch: int) -> Promise:

@@ -783,7 +783,15 @@ ROWS: list[Row] = [
             log("peer_suspected", WARNING, peer=4, epoch=4, leader=5),
             log("quorum_lost", WARNING, epoch=4, leader=5),
             log("stepped_down", WARNING, epoch=4, leader=5),
+            RoleChanged(NO_QUORUM, None, 4),  # the step-down is announced before the node stops
         ],
+    ),
+    Row(
+        "a COORDINATOR naming a non-member is rejected (no crash, no leader)",
+        lambda: follower(2),
+        lambda n: n.receive(coordinator(9, 7, sender=4), 1000),
+        [log("message_rejected", WARNING, epoch=3, leader=5)],
+        role=FOLLOWER,
     ),
     Row(
         "follower: a majority silent -> drops its leader, no-quorum, no election",
@@ -801,17 +809,36 @@ ROWS: list[Row] = [
     ),
     # --- RESIGN and shutdown ------------------------------------------------------------------------
     Row(
-        "RESIGN from our leader: election at once (the highest live id pre-votes immediately)",
+        "RESIGN from our leader: the highest live id proposes at once, binding, no pre-vote (handoff)",
         lambda: follower(4),
         lambda n: n.receive(resign(5, 3), 1000),
         [
             log("leader_lost", NOTICE, epoch=3, leader=5),
             log("election_started", epoch=3),
             Send(5, election(4, 3)),
-            Broadcast(pre_vote(4, 4)),
+            Persist(DurableState(4, 4)),
+            Broadcast(propose(4, 4, resigned_leader=5)),
             SetTimer(PROPOSAL, 6000),
-            RoleChanged(CANDIDATE, None, 3),
+            RoleChanged(CANDIDATE, None, 4),
         ],
+    ),
+    Row(
+        "handoff: a voter still following the resigned leader promises a candidate that holds its RESIGN",
+        lambda: follower(2),
+        lambda n: n.receive(propose(4, 4, resigned_leader=5), 1000),
+        [
+            Persist(DurableState(4, 4)),
+            SetTimer(COORDINATOR, 6000),
+            Send(4, granted(2, 4, pre=False, known=4)),
+            RoleChanged(CANDIDATE, None, 4),
+        ],
+    ),
+    Row(
+        "handoff: naming another node as resigned does not make a voter drop its live leader",
+        lambda: follower(2),
+        lambda n: n.receive(propose(4, 4, resigned_leader=3), 1000),
+        [Send(4, refused(2, 4, pre=False, known=3))],
+        role=FOLLOWER,
     ),
     Row(
         "RESIGN from our leader: a lower id asks the higher ids, not the resigner",

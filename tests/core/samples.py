@@ -58,7 +58,7 @@ WIRE_EXAMPLES: list[tuple[Message, dict[str, Any]]] = [
     ),
     (
         Propose(sender=2, epoch=11, pre_vote=True),
-        {"type": "PROPOSE", "from": 2, "epoch": 11, "pre_vote": True},
+        {"type": "PROPOSE", "from": 2, "epoch": 11, "pre_vote": True, "resigned_leader": None},
     ),
     (
         Promise(sender=3, epoch=11, pre_vote=False, granted=True, known_epoch=10),

@@ -194,7 +194,7 @@ def _payload_rows() -> list[Any]:
         name = f"{type(message).__name__}-{'-'.join(str(v) for v in wire.values())}"
         add_signed(f"unknown-field-{name}", {**wire, "extra": 1})
         for key in wire:
-            if key not in {"type", "ids", "sent_ms", "echo_ms"}:  # fields with defaults may be absent
+            if key not in {"type", "ids", "sent_ms", "echo_ms", "resigned_leader"}:  # defaults: may be absent
                 add_signed(f"missing-{key}-{name}", {k: v for k, v in wire.items() if k != key})
             if key in _INT_FIELDS:
                 for bad in _BAD_INTS:
