@@ -524,11 +524,9 @@ class ElectionNode:
         self._cancel_timer(TimerId.PROPOSAL)
         self._reset_election()
         self._failed_attempts += 1
-        delay_ms = min(
-            self.settings.backoff_base_ms * 2 ** min(self._failed_attempts - 1, 16),
-            self.settings.backoff_cap_ms,
-        )
-        delay_ms = max(1, int(delay_ms * (0.5 + self._rng.random())))
+        # Jitter first, then the cap: no retry ever waits longer than backoff_cap_ms (election_timeout).
+        uncapped_ms = self.settings.backoff_base_ms * 2 ** min(self._failed_attempts - 1, 16)
+        delay_ms = max(1, min(self.settings.backoff_cap_ms, int(uncapped_ms * (0.5 + self._rng.random()))))
         self._log("election_failed", f"does not lead: {reason}; retries in {delay_ms} ms", LogLevel.WARNING)
         self._backoff_pending = True
         self._set_timer(TimerId.BACKOFF, delay_ms)
@@ -548,6 +546,10 @@ class ElectionNode:
         return True
 
     def _on_propose(self, message: Propose) -> None:
+        if self._is_leader and not message.pre_vote and message.epoch > self.epoch:
+            # A binding proposal exists only after a majority pre-voted for it: they no longer follow us.
+            self._step_down(f"node {message.sender} proposes the higher epoch {message.epoch}")
+            self._leader_id = None
         granted = self._may_promise(message.sender, message.epoch, message.pre_vote, message.resigned_leader)
         if granted and not message.pre_vote:
             self._step_down(f"promised epoch {message.epoch} to node {message.sender}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from wsgiref.types import StartResponse, WSGIEnvironment
 
@@ -66,7 +67,16 @@ class StatusApp:
         return [body]
 
 
+class _NoDelayWSGIServer(WSGIServer):  # type: ignore[misc]
+    """pywsgi writes headers and body in two sends; with Nagle on, a kept-alive client's delayed ACK
+    then stalls every reply by ~40 ms. A load balancer polling /leader over keep-alive must not wait."""
+
+    def handle(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().handle(sock, address)
+
+
 def make_http_server(address: Address, app: StatusApp) -> WSGIServer:
     """Not started yet: the caller binds it with start() so that READY=1 follows a bound port."""
     # log=None: no access log line per request (a load balancer polls /leader every few seconds).
-    return WSGIServer((address.host, address.port), app, spawn=Pool(MAX_HTTP_CLIENTS), log=None)
+    return _NoDelayWSGIServer((address.host, address.port), app, spawn=Pool(MAX_HTTP_CLIENTS), log=None)
