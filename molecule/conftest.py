@@ -119,4 +119,6 @@ def agreed_leader(cluster: list[Any]) -> dict[int, dict[str, Any]] | None:
 @pytest.fixture(scope="session")
 def settled(cluster: list[Any], timers: Timers) -> dict[int, dict[str, Any]]:
     """The cluster's statuses once all nodes agree on one leader and epoch (polled with a deadline)."""
-    return wait_for(lambda: agreed_leader(cluster), timers.leader_deadline_s, "one leader agreed by all nodes")
+    return wait_for(
+        lambda: agreed_leader(cluster), timers.leader_deadline_s, "one leader agreed by all nodes"
+    )

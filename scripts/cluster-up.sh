@@ -66,7 +66,10 @@ print(v.get("leader_node_election_timeout", "5s"), v.get("leader_node_failure_ti
 urls=()
 for id in "${NODES[@]}"; do urls+=("http://$(ip_of "$id"):7701"); done
 log "waiting for a leader (election timeout $election, failure timeout $failure)"
-"$VENV/bin/python" scripts/wait_for_leader.py --election-timeout "$election" --failure-timeout "$failure" "${urls[@]}"
+agreement="$("$VENV/bin/python" scripts/wait_for_leader.py --election-timeout "$election" \
+    --failure-timeout "$failure" "${urls[@]}")"
+printf '%s\n' "$agreement"
+leader="$(sed -n 's/^leader: node \([0-9][0-9]*\) .*/\1/p' <<<"$agreement")"
 
 log "leaderctl status"
 "$VENV/bin/leaderctl" status "${urls[@]}"
@@ -74,8 +77,8 @@ trap - EXIT
 log "cluster up in $(($(now_s) - started)) s. Look around:"
 cat <<HINTS
   docker exec leader-node-3 systemctl status leader-node
-  docker exec leader-node-1 journalctl -u leader-node EVENT=became_leader
-  curl -s http://172.30.77.13:7701/status ; curl -si http://172.30.77.11:7701/leader
+  docker exec leader-node-$leader journalctl -u leader-node EVENT=became_leader
+  curl -s http://172.30.77.13:7701/status ; curl -si http://$(ip_of "$leader"):7701/leader
   .venv/bin/leaderctl status ${urls[*]}
   make cluster-down
 HINTS

@@ -27,7 +27,14 @@ def test_unit_active_and_enabled(host: Any) -> None:
 
 def test_notify_unit_reached_ready(host: Any) -> None:
     props = unit_properties(
-        host, "Type", "NotifyAccess", "ActiveState", "SubState", "StatusText", "WatchdogUSec", "Restart",
+        host,
+        "Type",
+        "NotifyAccess",
+        "ActiveState",
+        "SubState",
+        "StatusText",
+        "WatchdogUSec",
+        "Restart",
         "SyslogIdentifier",
     )
     assert props["Type"] == "notify"
@@ -51,7 +58,9 @@ def test_runs_as_its_own_system_user(host: Any) -> None:
 def test_config_rendered_from_inventory_and_valid(host: Any) -> None:
     config = host.file("/etc/leader-node/node.toml")
     assert (config.user, config.group, config.mode) == ("root", "leader-node", 0o640)
-    assert host.check_output("/opt/leader-node/bin/leader-node check-config /etc/leader-node/node.toml") == "ok"
+    assert (
+        host.check_output("/opt/leader-node/bin/leader-node check-config /etc/leader-node/node.toml") == "ok"
+    )
     document = tomllib.loads(config.content_string)
     variables = host_vars(host)
     assert document["node_id"] == int(variables["leader_node_id"])
@@ -99,8 +108,10 @@ def test_exactly_one_leader_with_one_epoch(settled: dict[int, dict[str, Any]]) -
     assert all(status["leader_id"] == leader for status in settled.values()), settled
     assert len({status["epoch"] for status in settled.values()}) == 1, settled
     assert all(status["role"] == "follower" for nid, status in settled.items() if nid != leader), settled
-    assert all(status["algorithm"] == (os.environ.get("LEADER_NODE_ALGORITHM") or "bully")
-               for status in settled.values())
+    assert all(
+        status["algorithm"] == (os.environ.get("LEADER_NODE_ALGORITHM") or "bully")
+        for status in settled.values()
+    )
 
 
 def test_leader_endpoint_only_on_the_leader(cluster: list[Any], settled: dict[int, dict[str, Any]]) -> None:
