@@ -34,7 +34,9 @@ class ForgetfulDisk(Bully):
 class PromisesTwice(Bully):
     """Promises any epoch at or above its own, to anyone (rule 1: one promise per epoch)."""
 
-    def _may_promise(self, candidate: int, epoch: int, pre_vote: bool) -> bool:
+    def _may_promise(
+        self, candidate: int, epoch: int, pre_vote: bool, resigned_leader: int | None = None
+    ) -> bool:
         return epoch >= self.epoch
 
 
