@@ -79,6 +79,7 @@ class World:
         self.leader_changes = 0
         self.on_step: Callable[[], None] | None = None  # extra check after a step that changed a view
         self.views_changed = False
+        self._leaders: set[int] = set()  # nodes whose last view said leader
 
     @property
     def now_ms(self) -> int:
@@ -185,11 +186,16 @@ class World:
         if (view.role, view.leader_id, view.epoch) != (node.role, node.leader_id, node.epoch):
             node.role, node.leader_id, node.epoch = view.role, view.leader_id, view.epoch
             self.views_changed = True
+            if node.role is Role.LEADER:
+                self._leaders.add(node.node_id)
+            else:
+                self._leaders.discard(node.node_id)
 
     def _check_stale_leaders(self) -> None:
         now_ms = self.now_ms
-        for other in self.nodes.values():
-            if other.role is Role.LEADER and other.running:
+        for node_id in sorted(self._leaders):
+            other = self.nodes[node_id]
+            if other.running:
                 self.safety.check_stale_leader(
                     now_ms, other.node_id, other.epoch, other.heard_ms, other.started_ms
                 )
@@ -290,6 +296,7 @@ class World:
             return
         self.log(f"n{node_id} {'exit' if graceful else 'crash'}")
         self.views_changed = True
+        self._leaders.discard(node_id)
         for peer_id in sorted(node.connected):
             peer = self.nodes[peer_id]
             peer.connected.discard(node_id)

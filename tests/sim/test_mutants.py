@@ -45,7 +45,7 @@ MUTANTS = {
     ForgetfulDisk: ("_persist", {"persist-before-send", "epochs-monotonic"}),
     PromisesTwice: ("_may_promise", {"double-promise", "one-leader-per-epoch", "leader-without-quorum"}),
 }
-SEEDS = 40
+SEEDS = 60
 
 
 @pytest.mark.parametrize("mutant", list(MUTANTS), ids=lambda cls: cls.__name__)
@@ -57,10 +57,10 @@ def test_the_sweep_catches_the_mutant(mutant: type[Bully]) -> None:
     def factory(settings: Settings, state: DurableState, rng: random.Random) -> Bully:
         return mutant(settings, state, rng)
 
-    caught = []
+    seen = []  # the algorithm's own assertions may fire first on some seeds: keep looking
     for seed in range(SEEDS):
         result = run_seed(RunConfig("bully", 5, seed), factory)
-        caught += [v.rule for v in result.violations if v.kind == "safety"]
-        if caught:
-            break
-    assert set(caught) & expected_rules, f"{mutant.__name__} survived {SEEDS} seeds (saw {caught})"
+        seen += [v.rule for v in result.violations if v.kind == "safety"]
+        if set(seen) & expected_rules:
+            return
+    pytest.fail(f"{mutant.__name__} survived {SEEDS} seeds (saw {seen})")
