@@ -25,13 +25,13 @@ need_root() {
 # now_s: seconds since the epoch, for deadlines.
 now_s() { date +%s; }
 
-apt_updated=0
 apt_install() {
     need_root "installing $*"
-    if [[ $apt_updated -eq 0 ]]; then
+    # Once per run, also across the scripts this one calls.
+    if [[ ${LEADER_NODE_APT_UPDATED:-0} != 1 ]]; then
         log "apt-get update"
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        apt_updated=1
+        export LEADER_NODE_APT_UPDATED=1
     fi
     log "apt-get install $*"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Molecule's dependency step (molecule/base.yml) for every scenario: make this machine ready and clean.
 #   scripts/molecule-host.sh SCENARIO
+#  - refuse to start while another Molecule run is active here (the scenarios share lnmol-net)
 #  - leftovers of an aborted Molecule run: containers lnmol-* of other scenarios and the network
 #    lnmol-net once nothing uses it (this scenario's own containers are left to Molecule's destroy
 #    step, which `molecule test` runs next, so `molecule converge` can still iterate). Molecule runs
@@ -11,6 +12,20 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 scenario="${1:?usage: molecule-host.sh SCENARIO}"
 need_root "Molecule on local systemd containers"
+
+# The scenarios share one network and its addresses: a second Molecule run on this machine would
+# tear down the first one's hosts. Refuse instead (our own molecule process is one of our ancestors).
+ancestors=" $$ "
+pid=$$
+while [[ $pid -gt 1 ]]; do
+    pid="$(ps -o ppid= -p "$pid" | tr -d ' ')"
+    ancestors+="$pid "
+done
+for other in $(pgrep -f '(^|/)molecule( |$)' || true); do
+    [[ $ancestors == *" $other "* ]] && continue
+    die "another Molecule run is active on this machine (pid $other: $(ps -o args= -p "$other" | cut -c1-120)); the scenarios share the network lnmol-net, so run them one at a time"
+done
+
 ensure_docker
 for name in $(docker ps -a --format '{{.Names}}' | grep -E "^${MOLECULE_PREFIX}" || true); do
     if [[ $name != "${MOLECULE_PREFIX}${scenario}-"* ]]; then
