@@ -15,6 +15,9 @@ Safety rules (ARCHITECTURE.md, "Safety rules"):
    floor(N/2) distinct peers for more than `failure_timeout_ms + slack_ms`. The scheduler fires a timer
    at exactly its `at_ms`, so the slack the simulator needs is 0 ms (default); a paused node is exempt
    while paused (it cannot act) and is checked again from its first step after resuming.
+   stale-claim: once some node has become leader of epoch E, no node claims to lead (HEARTBEAT naming
+   itself, COORDINATOR for itself) under an epoch below E: an old leader, resumed from a pause or cut
+   off, never acts under its old epoch again (the leader lease makes this hold at equal clock rates).
 4. liveness: see `LivenessMonitor`.
 """
 
@@ -73,6 +76,7 @@ class SafetyMonitor:
     fail_fast: bool = True
     violations: list[Violation] = field(default_factory=list)
     leader_of_epoch: dict[int, int] = field(default_factory=dict)
+    highest_leader_epoch: int = 0
     promises: dict[tuple[int, int], set[int]] = field(default_factory=dict)  # (epoch, candidate)
     max_view_epoch: dict[int, int] = field(default_factory=dict)
 
@@ -111,7 +115,21 @@ class SafetyMonitor:
                 f"sent {message!r} carrying epoch {epoch} above its durable epoch {durable_epoch}",
             )
 
+    def on_claim(self, now_ms: int, node_id: int, message: Message) -> None:
+        """`message` claims that its sender leads under `message.epoch` (a HEARTBEAT naming itself as
+        leader, or its COORDINATOR). Once a higher epoch has a leader, an older leader must never act."""
+        if self.highest_leader_epoch > message.epoch:
+            newer = self.highest_leader_epoch
+            self._fail(
+                "stale-claim",
+                now_ms,
+                node_id,
+                f"claims to lead epoch {message.epoch} ({message!r}) after node"
+                f" {self.leader_of_epoch[newer]} became leader of epoch {newer}",
+            )
+
     def on_leader(self, now_ms: int, node_id: int, epoch: int) -> None:
+        self.highest_leader_epoch = max(self.highest_leader_epoch, epoch)
         holder = self.leader_of_epoch.setdefault(epoch, node_id)
         if holder != node_id:
             self._fail(

@@ -100,9 +100,18 @@ class Nemesis:
         self._next_fault_id += 1
         self._active[fault_id] = (name, stop)
         self.started[name] = self.started.get(name, 0) + 1
-        duration_ms = self.rng.randint(*self.timers.scaled(FAULT_DURATION_MS))
+        duration_ms = self._duration_ms(name)
         stop_at_ms = self.world.now_ms + duration_ms
         self.later(stop_at_ms, f"stop {name}#{fault_id}", functools.partial(self._end, fault_id))
+
+    def _duration_ms(self, name: str) -> int:
+        """Uniform over the scaled range; but a fault that silences a node ends, half of the time,
+        close to the failure timeout, where "suspected yet" and "still leading" race."""
+        timers = self.timers
+        if name in NEAR_TIMEOUT and self.rng.random() < 0.5:
+            low = max(1, timers.failure_timeout_ms - 2 * timers.heartbeat_interval_ms)
+            return self.rng.randint(low, timers.failure_timeout_ms + timers.heartbeat_interval_ms)
+        return self.rng.randint(*timers.scaled(FAULT_DURATION_MS))
 
     def _end(self, fault_id: int) -> None:
         entry = self._active.pop(fault_id, None)
@@ -340,6 +349,7 @@ def delay_burst(nemesis: Nemesis) -> Stop:
     return _burst(nemesis, "extra_delay_ms_max", nemesis.rng.randint(100, limit_ms), 0)
 
 
+NEAR_TIMEOUT = frozenset({"pause", "pause-leader", "isolate-leader", "one-way", "swizzle-clog"})
 NEMESES: dict[str, Callable[[Nemesis], Stop | None]] = {
     "partition-halves": partition_halves,
     "bridge": bridge,

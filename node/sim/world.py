@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from node.core.actions import Action, Broadcast, CancelTimer, Log, Persist, Role, RoleChanged, Send, SetTimer
 from node.core.events import Event, MessageReceived, PeerUnreachable, ShutdownRequested, Start, TimerFired
-from node.core.messages import Message
+from node.core.messages import Coordinator, Heartbeat, Message
 from node.core.protocol import Algorithm
 from node.core.settings import Settings
 from node.core.state import DurableState
@@ -205,10 +205,10 @@ class World:
     def _execute(self, node: SimNode, action: Action) -> None:
         node_id = node.node_id
         if isinstance(action, Send):
-            self.safety.on_send(self.now_ms, node_id, action.message, node.disk.epoch)
+            self._check_send(node, action.message)
             self._send(node, action.peer_id, action.message)
         elif isinstance(action, Broadcast):
-            self.safety.on_send(self.now_ms, node_id, action.message, node.disk.epoch)
+            self._check_send(node, action.message)
             for peer_id in node.peer_ids:
                 self._send(node, peer_id, action.message)
         elif isinstance(action, SetTimer):
@@ -231,6 +231,11 @@ class World:
                 self.safety.on_leader(self.now_ms, node_id, action.epoch)
         else:
             self._record(node_id, action)
+
+    def _check_send(self, node: SimNode, message: Message) -> None:
+        self.safety.on_send(self.now_ms, node.node_id, message, node.disk.epoch)
+        if isinstance(message, (Heartbeat, Coordinator)) and message.leader_id == node.node_id:
+            self.safety.on_claim(self.now_ms, node.node_id, message)
 
     def _record(self, node_id: int, log: Log) -> None:
         self.log(f"n{node_id} log {log.event} epoch={log.epoch} leader={log.leader_id} peer={log.peer_id}")

@@ -142,6 +142,18 @@ def test_view_must_match_the_last_role_changed() -> None:
 # --- rule 3: no stale leaders ----------------------------------------------------------------------
 
 
+def test_an_old_leader_claiming_after_a_newer_one_was_elected() -> None:
+    m = monitor()
+    promise_all(m, 4, 2, [2, 3, 4])
+    m.on_claim(0, 1, Heartbeat(1, 3, 1))  # nobody newer yet: fine
+    m.on_leader(10, 2, 4)
+    m.on_claim(11, 2, Heartbeat(2, 4, 2))  # the new leader itself: fine
+    assert rules(m) == []
+    m.on_claim(12, 1, Coordinator(1, 3, 1, 1))
+    assert rules(m) == ["stale-claim"]
+    assert "after node 2 became leader of epoch 4" in m.violations[0].detail
+
+
 def test_leader_hearing_a_majority_is_fine_up_to_exactly_the_failure_timeout() -> None:
     m = monitor(5)  # needs floor(5/2) = 2 peers
     heard = {2: 1_000, 3: 1_000, 4: 0}
