@@ -4,8 +4,9 @@
 # of requirements-deploy.txt, built for the controller's Python (3.11 = Debian bookworm's).
 #   scripts/build-wheelhouse.sh [OUTPUT_DIR]     default: .cache/wheelhouse
 # It also writes OUTPUT_DIR.tar, the same files as one archive for the hosts.
-# The output also holds requirements.txt (exact pins of every wheel), SHA256SUMS (the role
-# reinstalls when it changes) and PYTHON (major.minor the wheels are for; the role checks hosts).
+# The output also holds requirements.txt (exact pins of every wheel), tools/pip.whl (the installer,
+# run from its wheel on the hosts), SHA256SUMS and PYTHON (major.minor the wheels are for; the role
+# checks the hosts' Python against it).
 # Builds are reproducible (SOURCE_DATE_EPOCH), so an unchanged tree gives identical files and a
 # rerun of the playbook changes nothing.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -30,6 +31,13 @@ export SOURCE_DATE_EPOCH=315532800 PIP_DISABLE_PIP_VERSION_CHECK=1
 "$python" -m pip wheel -q --wheel-dir "$stage" -r "$REPO_ROOT/requirements-deploy.txt" "$src" \
     >"$src.log" 2>&1 || { cat "$src.log" >&2; rm -f "$src.log"; die "pip wheel failed"; }
 rm -f "$src.log"
+# pip itself, run on the hosts straight from its wheel (`python tools/pip.whl/pip install ...`), so their
+# venv needs no ensurepip (Debian: no python3-venv) and is created in a fraction of a second.
+pip_version="$("$python" -m pip --version | awk '{print $2}')"
+"$python" -m pip download -q --no-deps --only-binary=:all: --dest "$stage/tools" "pip==$pip_version" \
+    >"$src.log" 2>&1 || { cat "$src.log" >&2; rm -f "$src.log"; die "pip download pip==$pip_version failed"; }
+rm -f "$src.log"
+mv "$stage"/tools/pip-*.whl "$stage/tools/pip.whl"
 
 # The install list: every wheel pinned exactly, so the hosts resolve nothing on their own.
 (
@@ -40,7 +48,7 @@ rm -f "$src.log"
         printf '%s==%s\n' "${name//_/-}" "${rest%%-*}"
     done | sort >requirements.txt
     "$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")' >PYTHON
-    sha256sum -- *.whl requirements.txt PYTHON | sort -k2 >SHA256SUMS
+    sha256sum -- *.whl tools/pip.whl requirements.txt PYTHON | sort -k2 >SHA256SUMS
 )
 
 # Replace the old wheelhouse only when the content differs. The role ships $out.tar, one file, to the
