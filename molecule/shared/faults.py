@@ -488,6 +488,7 @@ __all__ = [
     "SERVICE",
     "Agreement",
     "FaultCluster",
+    "HistoryEvent",
     "Node",
     "by_id",
     "count",

@@ -1,7 +1,7 @@
 """Scenario kill-leader: stop the leader, start it again, then crash the next leader with SIGKILL.
 
   LEADER_NODE_ALGORITHM=ring molecule test -s kill-leader
-  LEADER_NODE_FAILOVER_ROUNDS=10 molecule test -s kill-leader    # more samples of the failover times
+  LEADER_NODE_FAULT_ROUNDS=10 molecule test -s kill-leader    # more samples of the failover times
 
 Artifacts: artifacts/molecule/kill-leader-<algorithm>/ (journals, timeline.txt, steps.txt, measurements.json).
 """
@@ -19,7 +19,7 @@ from shared.faults import FaultCluster, count, describe, majority_known_ms  # no
 # The fixtures `faults` and `fault_cluster`.
 pytest_plugins = ["shared.faults"]
 
-ROUNDS = int(os.environ.get("LEADER_NODE_FAILOVER_ROUNDS", "1"))
+ROUNDS = int(os.environ.get("LEADER_NODE_FAULT_ROUNDS", "1"))
 
 
 def test_stopped_leader_is_replaced_and_rejoins_as_a_follower(faults: FaultCluster) -> None:

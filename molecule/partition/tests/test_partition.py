@@ -2,12 +2,14 @@
 minority side and once on the majority side; then healed.
 
   LEADER_NODE_ALGORITHM=ring molecule test -s partition
+  LEADER_NODE_FAULT_ROUNDS=5 molecule test -s partition    # more samples of the heal times
 
 Artifacts: artifacts/molecule/partition-<algorithm>/ (journals, timeline.txt, steps.txt, measurements.json).
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -17,6 +19,8 @@ from shared.faults import FaultCluster, Node, count, describe  # noqa: E402 (aft
 
 # The fixtures `faults` and `fault_cluster`.
 pytest_plugins = ["shared.faults"]
+
+ROUNDS = int(os.environ.get("LEADER_NODE_FAULT_ROUNDS", "1"))
 
 
 def minority_is_leaderless(faults: FaultCluster, minority: list[Node]) -> bool:
@@ -30,6 +34,11 @@ def minority_is_leaderless(faults: FaultCluster, minority: list[Node]) -> bool:
 def test_only_the_majority_leads_and_the_minority_rejoins_on_heal(
     faults: FaultCluster, old_leader_side: str
 ) -> None:
+    for _ in range(ROUNDS):
+        split_heal_and_check(faults, old_leader_side)
+
+
+def split_heal_and_check(faults: FaultCluster, old_leader_side: str) -> None:
     timers = faults.timers
     before = faults.settle()
     leader = faults.by_id[before.leader_id]
