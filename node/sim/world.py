@@ -79,6 +79,7 @@ class World:
         self.leader_changes = 0
         self.on_step: Callable[[], None] | None = None  # extra check after a step that changed a view
         self.views_changed = False
+        self.on_log: Callable[[HistoryEvent], None] | None = None  # scenario tests: react to a log line
         self._leaders: set[int] = set()  # nodes whose last view said leader
 
     @property
@@ -239,15 +240,16 @@ class World:
 
     def _record(self, node_id: int, log: Log) -> None:
         self.log(f"n{node_id} log {log.event} epoch={log.epoch} leader={log.leader_id} peer={log.peer_id}")
-        self.trace.record(
-            HistoryEvent(
-                self.now_ms, node_id, log.event, log.epoch, log.leader_id, log.peer_id, log.message, "sim"
-            )
+        event = HistoryEvent(
+            self.now_ms, node_id, log.event, log.epoch, log.leader_id, log.peer_id, log.message, "sim"
         )
+        self.trace.record(event)
         if log.event == "election_started":
             self.elections += 1
         elif log.event == "became_leader" and log.epoch is not None:
             self.safety.on_leader(self.now_ms, node_id, log.epoch)
+        if self.on_log is not None:
+            self.on_log(event)  # a scenario may strike right here, before the step's next action
 
     def _send(self, node: SimNode, dst: int, message: Message) -> None:
         now_ms = self.now_ms
