@@ -5,9 +5,9 @@ the simulator itself, so that tests can feed them hand-made bad observations.
 
 Safety rules (ARCHITECTURE.md, "Safety rules"):
 1. one-leader-per-epoch: no two nodes ever lead under the same epoch. Also checked against ground truth:
-   a node becomes leader of E only when a majority has *persisted* a promise of E to it
-   (`leader-without-quorum`), and a node never persists two different promises for one epoch
-   (`double-promise`).
+   a node becomes leader of E only when a majority has *persisted* a promise of E to one candidate
+   (itself in Bully, the ring election's initiator in Ring: `leader-without-quorum`), and a node never
+   persists two different promises for one epoch (`double-promise`).
 2. epochs-monotonic: a node's view epoch and durable epoch never decrease, across restarts too.
    persist-before-send: no message asserts an epoch above the sender's durable epoch at send time, a
    view epoch is never above the durable epoch after a step, and a leader's epoch is durable.
@@ -19,6 +19,7 @@ Safety rules (ARCHITECTURE.md, "Safety rules"):
    itself, COORDINATOR for itself) under an epoch below E: an old leader, resumed from a pause or cut
    off, never acts under its old epoch again (the leader lease makes this hold at equal clock rates).
 4. liveness: see `LivenessMonitor`.
+Driver contract: a node's view (what /status shows) matches its last RoleChanged (`role-published`).
 """
 
 from __future__ import annotations
