@@ -94,7 +94,8 @@ class ElectionNode:
         self._failed_attempts = 0
         self._highest_epoch_seen = state.epoch  # volatile: from voters' answers, to propose above them
         self._had_quorum = False
-        self._handoff_from: int | None = None  # a leader whose RESIGN started the current election
+        self._handoff_from: int | None = None
+        self._started_at_ms: int | None = None  # a leader whose RESIGN started the current election
         self._leader_stamp_ms: int | None = None  # follower: the last `sent_ms` of our leader, echoed back
         self._lease_until_ms: dict[int, int] = {}  # leader: peer -> end of its acknowledged support
         self._detector_armed_at_ms: int | None = None
@@ -312,7 +313,7 @@ class ElectionNode:
             self._step_down("leader lease ran out")
             self._abandon_election()
             if self._quorum_reachable():
-                self._set_timer(TimerId.LISTEN, self.settings.listen_ms)  # hear out a successor first
+                self._set_timer(TimerId.LISTEN, self._listen_ms())  # hear out a successor first
         has_quorum = self._quorum_reachable()
         if not has_quorum and (self._is_leader or self._leader_id is not None or self._electing()):
             reachable = self._reachable()
@@ -330,7 +331,7 @@ class ElectionNode:
             self._abandon_election()
         elif has_quorum and not self._had_quorum and self._leader_id is None and not self._is_leader:
             # A majority just became reachable (start-up, heal): listen for a leader before electing.
-            self._set_timer(TimerId.LISTEN, self.settings.listen_ms)
+            self._set_timer(TimerId.LISTEN, self._listen_ms())
         self._had_quorum = has_quorum
 
     # ------------------------------------------------------------------ events
@@ -339,9 +340,30 @@ class ElectionNode:
         self._log(
             "started", f"started ({self.name}, epoch {self.epoch}, {self.settings.cluster_size} members)"
         )
+        # A node that never accepted an epoch never followed anyone: nobody counts on it, no blackout.
+        self._started_at_ms = self._now_ms if self.epoch > 0 else None
         self._broadcast(self._heartbeat())
         self._set_timer(TimerId.HEARTBEAT, self.settings.heartbeat_interval_ms)
-        self._set_timer(TimerId.LISTEN, self.settings.listen_ms)
+        self._set_timer(TimerId.LISTEN, self._listen_ms())
+
+    def _in_startup_blackout(self) -> bool:
+        """For failure_timeout after (re)start this node neither promises nor runs for leader.
+
+        Before a crash it may have been echoing a leader's stamps, and that leader counts on its support
+        until echo + failure_timeout; the restarted node has forgotten whom it followed. Staying out of
+        every vote until then keeps a new leader from being elected while the old lease still runs.
+        (Only after a restart with an epoch on disk: a fresh node cannot have followed anyone.)"""
+        return (
+            self._started_at_ms is not None
+            and self._now_ms < self._started_at_ms + self.settings.failure_timeout_ms
+        )
+
+    def _listen_ms(self) -> int:
+        """How long to listen for a leader from now: listen_ms, and at least to the end of the blackout."""
+        if self._started_at_ms is None:
+            return self.settings.listen_ms
+        blackout_left_ms = self._started_at_ms + self.settings.failure_timeout_ms - self._now_ms
+        return max(self.settings.listen_ms, blackout_left_ms)
 
     def _on_message(self, message: Message) -> None:
         sender = message.sender
@@ -403,6 +425,9 @@ class ElectionNode:
             return
         if not self._quorum_reachable():
             return  # reported as no-quorum; the LISTEN timer re-arms when a majority is back
+        if self._in_startup_blackout():
+            self._set_timer(TimerId.LISTEN, self._listen_ms())
+            return
         self._log("election_started", f"starts an election: {reason}")
         self._start_election()
 
@@ -534,6 +559,8 @@ class ElectionNode:
     def _may_promise(
         self, candidate: int, epoch: int, pre_vote: bool, resigned_leader: int | None = None
     ) -> bool:
+        if self._in_startup_blackout():
+            return False
         if epoch < self.epoch:
             return False
         if epoch == self.epoch and (pre_vote or self._durable.voted_for != candidate):

@@ -102,7 +102,7 @@ class Driven:
         self.algorithm: Algorithm = make_algorithm(
             ALGORITHM, self.settings, self.durable, rng or random.Random(0)
         )
-        self.now_ms = 0
+        self.now_ms = -(10**9)  # before any event (given-states may start nodes before 0)
         self.history: list[Action] = []
         self.armed: dict[TimerId, int] = {}  # timer -> deadline, as a driver would hold them
 

@@ -14,6 +14,9 @@ from node.core.events import TimerId
 
 from .harness import MEMBERS_5, Driven, hb, promise
 
+# Built nodes started a failure timeout before 0, so their start-up blackout (no votes for
+# failure_timeout after a restart) is over when a row's events begin at 0 or later.
+STARTED_MS = -3000
 HEARD_MS = 100  # when a built node last heard all of its peers
 LEADER_MS = HEARD_MS + 2000  # when a built leader won: its listen window ended
 
@@ -21,7 +24,7 @@ LEADER_MS = HEARD_MS + 2000  # when a built leader won: its listen window ended
 def started(node_id: int, epoch: int = 0, voted_for: int | None = None, **kw: Any) -> Driven:
     """Started, has heard nobody yet: no quorum."""
     node = Driven(node_id, epoch=epoch, voted_for=voted_for, **kw)
-    node.start(0)
+    node.start(STARTED_MS)
     return node
 
 
@@ -60,7 +63,7 @@ def leader(node_id: int = 5, epoch: int = 4, members: tuple[int, ...] = MEMBERS_
     """Leads `epoch`: won the pre-vote and the proposal with the promises of the lowest peers. Every lower
     peer was heard at HEARD_MS and again at LEADER_MS, when it won (higher ids never were: down)."""
     node = Driven(node_id, members=members, epoch=epoch - 1, **kw)
-    node.start(0)
+    node.start(STARTED_MS)
     node.now_ms = HEARD_MS
     node.hear(*(p for p in node.settings.peer_ids if p < node_id))
     node.fire(TimerId.LISTEN, at_ms=HEARD_MS + node.settings.listen_ms)

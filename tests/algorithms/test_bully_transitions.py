@@ -95,6 +95,15 @@ def xfail(reason: str) -> tuple[Any, ...]:
 # ------------------------------------------------------------------------------------------ given states
 
 
+def _restarted_and_heard(node_id: int, at_ms: int) -> Driven:
+    """Restarted at `at_ms` with epoch 2 on disk, and heard every peer (no leader) 100 ms later."""
+    node = Driven(node_id, epoch=2)
+    node.start(at_ms)
+    node.now_ms = at_ms + 100
+    node.hear(*node.settings.peer_ids)
+    return node
+
+
 def node3_heard_1() -> Driven:
     node = started(3)
     node.receive(hb(1, 0, None), 100)
@@ -154,17 +163,35 @@ def leader5_after(silent: tuple[int, ...], until_ms: int) -> Driven:
 ROWS: list[Row] = [
     # --- start-up -----------------------------------------------------------------------------------
     Row(
-        "start: heartbeat, listen, no quorum yet",
+        "start: heartbeat, listen through the start-up blackout (failure_timeout), no quorum yet",
         lambda: Driven(3, epoch=2),
         lambda n: n.start(0),
         [
             log("started", epoch=2),
             Broadcast(hb(3, 2, None)),
             SetTimer(HEARTBEAT, 1000),
-            SetTimer(LISTEN, 2000),
+            SetTimer(LISTEN, 3000),
             RoleChanged(NO_QUORUM, None, 2),
         ],
         role=NO_QUORUM,
+    ),
+    Row(
+        "restarted: no promise during the blackout, even to a pre-vote it would otherwise grant",
+        lambda: _restarted_and_heard(3, at_ms=0),
+        lambda n: n.receive(pre_vote(4, 3), 2000),
+        [Send(4, refused(3, 3, pre=True, known=2))],
+    ),
+    Row(
+        "restarted: no election during the blackout; listen again (a full window, past its end)",
+        lambda: _restarted_and_heard(3, at_ms=0),
+        lambda n: n.receive(election(1, 2), 2000),
+        [Send(1, ok(3, 2)), SetTimer(LISTEN, 4000)],
+    ),
+    Row(
+        "restarted: once the blackout is over, the same pre-vote is granted",
+        lambda: _restarted_and_heard(3, at_ms=0),
+        lambda n: n.receive(pre_vote(4, 3), 3000),
+        [Send(4, granted(3, 3, pre=True, known=2))],
     ),
     Row(
         "no-quorum start-up: listen window ends, no election",

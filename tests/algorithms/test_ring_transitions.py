@@ -154,9 +154,10 @@ def idle(
     heard: Sequence[int] | None = None,
     **overrides: Any,
 ) -> Node:
-    """Started; heard `heard` (default: every peer) at HEARD_MS, none claiming to lead."""
+    """Started a failure timeout before 0 (its start-up blackout is over); heard `heard` (default: every
+    peer) at HEARD_MS, none claiming to lead."""
     node = Node(node_id, epoch, voted_for, **overrides)
-    node.step(Start(0))
+    node.step(Start(-node.ring.settings.failure_timeout_ms))
     peers = [p for p in MEMBERS if p != node_id] if heard is None else heard
     node.hear(*peers, at_ms=HEARD_MS)
     node.now_ms = EVENT_MS
@@ -687,7 +688,7 @@ def test_a_leader_that_stops_resigns_its_epoch() -> None:
 def test_a_one_node_cluster_elects_itself() -> None:
     node = Node(1, members=(1,))
     node.step(Start(0))
-    actions = node.fire(TimerId.LISTEN, at_ms=2000)
+    actions = node.fire(TimerId.LISTEN, at_ms=3000)  # the start-up blackout (failure_timeout) is over
     assert project(node, actions) == [
         "election_started",
         ("all", Propose(1, 1, pre_vote=True)),
