@@ -95,7 +95,10 @@ class ElectionNode:
         self._highest_epoch_seen = state.epoch  # volatile: from voters' answers, to propose above them
         self._had_quorum = False
         self._handoff_from: int | None = None
-        self._started_at_ms: int | None = None  # a leader whose RESIGN started the current election
+        self._started_at_ms: int | None = None
+        # follower: the leader whose stamp we echoed last, and until when it may count on our support
+        self._lease_owed_to: int | None = None
+        self._lease_owed_until_ms = 0  # a leader whose RESIGN started the current election
         self._leader_stamp_ms: int | None = None  # follower: the last `sent_ms` of our leader, echoed back
         self._lease_until_ms: dict[int, int] = {}  # leader: peer -> end of its acknowledged support
         self._detector_armed_at_ms: int | None = None
@@ -358,12 +361,24 @@ class ElectionNode:
             and self._now_ms < self._started_at_ms + self.settings.failure_timeout_ms
         )
 
+    def _owes_lease(self, resigned_leader: int | None = None) -> bool:
+        """Our echoes may still back a leader's lease: no vote for anyone else until it runs out.
+
+        A follower that dropped its leader without suspecting it (it lost sight of the majority, the
+        leader stopped claiming, ...) must not help elect a successor while the old leader can still
+        count on it. A leader whose process is gone (connection refused/reset, RESIGN) owns no lease."""
+        owed_to = self._lease_owed_to
+        if owed_to is None or self._now_ms >= self._lease_owed_until_ms or owed_to == self._leader_id:
+            return False
+        return not (self._detector.is_hinted(owed_to) or resigned_leader == owed_to)
+
     def _listen_ms(self) -> int:
-        """How long to listen for a leader from now: listen_ms, and at least to the end of the blackout."""
-        if self._started_at_ms is None:
-            return self.settings.listen_ms
-        blackout_left_ms = self._started_at_ms + self.settings.failure_timeout_ms - self._now_ms
-        return max(self.settings.listen_ms, blackout_left_ms)
+        """How long to listen for a leader from now: listen_ms, and at least until this node may vote
+        again (end of the start-up blackout, end of a lease it still backs)."""
+        waits_ms = [self.settings.listen_ms, self._lease_owed_until_ms - self._now_ms]
+        if self._started_at_ms is not None:
+            waits_ms.append(self._started_at_ms + self.settings.failure_timeout_ms - self._now_ms)
+        return max(waits_ms)
 
     def _on_message(self, message: Message) -> None:
         sender = message.sender
@@ -425,7 +440,7 @@ class ElectionNode:
             return
         if not self._quorum_reachable():
             return  # reported as no-quorum; the LISTEN timer re-arms when a majority is back
-        if self._in_startup_blackout():
+        if self._in_startup_blackout() or self._owes_lease():
             self._set_timer(TimerId.LISTEN, self._listen_ms())
             return
         self._log("election_started", f"starts an election: {reason}")
@@ -559,7 +574,7 @@ class ElectionNode:
     def _may_promise(
         self, candidate: int, epoch: int, pre_vote: bool, resigned_leader: int | None = None
     ) -> bool:
-        if self._in_startup_blackout():
+        if self._in_startup_blackout() or self._owes_lease(resigned_leader):
             return False
         if epoch < self.epoch:
             return False
@@ -605,6 +620,9 @@ class ElectionNode:
             self._on_leader_claim(message.sender, message.epoch, via=message.sender)
             if self._leader_id == message.sender and message.epoch == self.epoch:
                 self._leader_stamp_ms = message.sent_ms
+                if message.sent_ms is not None:  # our next heartbeat echoes it: we back this leader
+                    self._lease_owed_to = message.sender
+                    self._lease_owed_until_ms = self._now_ms + self.settings.failure_timeout_ms
             return
         if (
             self._is_leader

@@ -23,8 +23,9 @@ JOBS = max(1, min(2, os.cpu_count() or 1))
 # entry as soon as its fix lands. `leader-node simulate` stays strict (exit 1) on every rule.
 KNOWN_ISSUES = {
     "stale-claim": (
-        "known: a leader's lease can outlive its support (a follower that restarted, dropped the leader"
-        " on its own quorum loss, or never got the COORDINATOR promises a new candidate at once)"
+        "known: a new leader's initial lease counts every peer the detector sees alive, including one"
+        " that never got the COORDINATOR and promises the next candidate (the restarted-follower and"
+        " own-quorum-loss cases are fixed: start-up blackout, _owes_lease)"
     ),
 }
 TIMERS = {"default": (1_000, 3_000, 5_000), "fast": (100, 500, 1_000)}
