@@ -83,6 +83,9 @@ def split_heal_and_check(faults: FaultCluster, old_leader_side: str) -> None:
         )
         assert gave_up is not None, describe(cut)
         faults.measure("old_leader_gave_up_after_cut_journal", gave_up.time_ms / 1000 - t_cut)
+        # Its last majority contact was before the cut: no leading beyond failure_timeout (+ a heartbeat
+        # of slack for the lease check and journald on a busy machine).
+        assert gave_up.time_ms / 1000 - t_cut <= timers.failure_s + timers.heartbeat_s, describe(cut)
         elected = next(e for e in cut if e.event == "became_leader" and e.node_id == side.leader_id)
         faults.measure("majority_elected_after_cut_journal", elected.time_ms / 1000 - t_cut)
         faults.measure("leader_overlap_journal", (gave_up.time_ms - elected.time_ms) / 1000)
