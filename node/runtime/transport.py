@@ -147,6 +147,7 @@ class PeerLink:
 
     def _run(self) -> None:
         attempt = 0
+        retry_at_once = False
         while True:
             self.state = LinkState.CONNECTING
             try:
@@ -162,10 +163,17 @@ class PeerLink:
                 continue
             attempt = 0
             self.state = LinkState.CONNECTED
+            connected_ms = self._clock_ms()
             reason = self._serve(sock)
-            if reason is not None:
-                self._on_unreachable(self.peer_id, reason)
-            # A short pause even after a clean loss: a peer that accepts and drops at once must not spin us.
+            # A lost connection is news only if the peer's port is gone too: reconnect at once and let
+            # a refused connect give the hint (a crashed process: ~1 ms later). A reset from a live peer
+            # (a stale connection after a partition heals, an idle connection it closed) is no hint.
+            lived_ms = self._clock_ms() - connected_ms
+            if reason is not None and (not retry_at_once or lived_ms >= self._limits.backoff_cap_ms):
+                retry_at_once = True
+                continue
+            retry_at_once = False
+            # A short pause otherwise: a peer that accepts and drops at once must not spin us.
             self.state = LinkState.BACKOFF
             gevent.sleep(self._backoff_ms(0) / 1000)
 
