@@ -315,6 +315,21 @@ class FaultCluster:
                 return Agreement(nid, epoch, supporters)
         return None
 
+    def stable(self, leader_id: int, epoch: int) -> bool:
+        """Leadership unchanged: `leader_id` leads `epoch`, every node answers under `epoch` and names that
+        leader or, for a moment, none (a node that is re-checking its leader). Weaker than agreement():
+        for windows in which a transient attempt is tolerated and counted from the journal instead."""
+        statuses = self.statuses()
+        if any(status is None for status in statuses.values()):
+            return False
+        known = {nid: status for nid, status in statuses.items() if status is not None}
+        leader = known.get(leader_id)
+        return (
+            leader is not None
+            and leader["role"] == "leader"
+            and all(int(s["epoch"]) == epoch and s["leader_id"] in (leader_id, None) for s in known.values())
+        )
+
     def wait(
         self, predicate: Callable[[], T | None], deadline_s: float, what: str, interval_s: float = POLL_S
     ) -> tuple[T, float]:
