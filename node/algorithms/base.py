@@ -5,7 +5,11 @@ candidate may lead. The safety rules live here, in one place:
 
 - A candidate leads under epoch E only after a majority of the configured cluster (itself included)
   promised E. First a pre-vote ("would you promise E?") that binds nobody, so a node cut off from the
-  majority never inflates its epoch; then the real proposal, persisted before it is sent.
+  majority never inflates its epoch; then the real proposal, persisted before it is sent; then the
+  confirmation: the winner asks whether a majority still holds that promise (CONFIRM) and takes office
+  only when they echo its stamp (CONFIRMED), which starts its lease. A voter that confirmed, or echoed a
+  leader's heartbeat, promises nobody else until echo + failure_timeout, so no leader of a higher epoch
+  can exist while an older one still acts on its lease (see docs/algorithms.md, "Leases").
 - A node promises at most one candidate per epoch and never an epoch at or below one it promised or
   accepted; it does not promise while it follows a live leader (no disruption on rejoin), except to a
   higher id when `preempt` is set.
@@ -43,6 +47,8 @@ from node.core.events import (
     TimerId,
 )
 from node.core.messages import (
+    Confirm,
+    Confirmed,
     Coordinator,
     Heartbeat,
     Message,
@@ -68,6 +74,19 @@ class Proposal:
     known_epoch: int = 0  # the highest epoch any voter reported
 
 
+@dataclass(slots=True)
+class Confirmation:
+    """A won election: the winner waits for a majority to confirm their promise of `epoch` (made to
+    `initiator`) before it takes office. Each confirmation echoes `stamp_ms` and backs the winner until
+    stamp + failure_timeout."""
+
+    epoch: int
+    initiator: int
+    stamp_ms: int
+    leases: dict[int, int] = field(default_factory=dict)  # voter -> end of the support it confirmed
+    refused: set[int] = field(default_factory=set)
+
+
 def _epoch_held_by_sender(message: Message) -> int:
     """The epoch the sender has promised or accepted, as far as this message tells (to propose above it)."""
     if isinstance(message, Promise):
@@ -90,6 +109,7 @@ class ElectionNode:
         self._leader_id: int | None = None
         self._is_leader = False
         self._proposal: Proposal | None = None
+        self._confirming: Confirmation | None = None
         self._backoff_pending = False
         self._failed_attempts = 0
         self._highest_epoch_seen = state.epoch  # volatile: from voters' answers, to propose above them
@@ -111,6 +131,8 @@ class ElectionNode:
             MsgType.PROPOSE: self._on_propose,
             MsgType.PROMISE: self._on_promise,
             MsgType.RESIGN: self._on_resign,
+            MsgType.CONFIRM: self._on_confirm,
+            MsgType.CONFIRMED: self._on_confirmed,
         }
 
     # ------------------------------------------------------------------ the one entry point
@@ -254,7 +276,12 @@ class ElectionNode:
         return self._leader_id is not None and self._detector.is_available(self._leader_id)
 
     def _electing(self) -> bool:
-        return self._proposal is not None or self._backoff_pending or self._is_electing()
+        return (
+            self._proposal is not None
+            or self._confirming is not None
+            or self._backoff_pending
+            or self._is_electing()
+        )
 
     def _role(self) -> Role:
         if self._is_leader:
@@ -361,16 +388,25 @@ class ElectionNode:
             and self._now_ms < self._started_at_ms + self.settings.failure_timeout_ms
         )
 
-    def _owes_lease(self, resigned_leader: int | None = None) -> bool:
+    def _owes_lease(self, resigned_leader: int | None = None, candidate: int | None = None) -> bool:
         """Our echoes may still back a leader's lease: no vote for anyone else until it runs out.
 
         A follower that dropped its leader without suspecting it (it lost sight of the majority, the
-        leader stopped claiming, ...) must not help elect a successor while the old leader can still
-        count on it. A leader whose process is gone (connection refused/reset, RESIGN) owns no lease."""
+        leader stopped claiming, ...), or a voter that confirmed a winner whose COORDINATOR never came,
+        must not help elect someone else while that leader can still count on it. A leader whose process
+        is gone (connection refused, RESIGN) owns no lease, and the leader itself may move on to a higher
+        epoch (it stops claiming the old one)."""
         owed_to = self._lease_owed_to
         if owed_to is None or self._now_ms >= self._lease_owed_until_ms or owed_to == self._leader_id:
             return False
-        return not (self._detector.is_hinted(owed_to) or resigned_leader == owed_to)
+        if owed_to in (candidate, resigned_leader):
+            return False
+        return not self._detector.is_hinted(owed_to)
+
+    def _owe_lease(self, leader_id: int) -> None:
+        """We just echoed `leader_id`'s stamp: it counts on us until failure_timeout from now at most."""
+        self._lease_owed_to = leader_id
+        self._lease_owed_until_ms = self._now_ms + self.settings.failure_timeout_ms
 
     def _listen_ms(self) -> int:
         """How long to listen for a leader from now: listen_ms, and at least until this node may vote
@@ -411,6 +447,8 @@ class ElectionNode:
         elif timer is TimerId.PROPOSAL:
             if self._proposal is not None:
                 self._fail_attempt(f"no majority answered for epoch {self._proposal.epoch} in time")
+            elif self._confirming is not None:
+                self._fail_attempt(f"no majority confirmed epoch {self._confirming.epoch} in time")
         elif timer is TimerId.COORDINATOR:
             if self._leader_id is None and not self._is_leader:
                 self._reset_election()
@@ -460,25 +498,53 @@ class ElectionNode:
         self._is_leader = False
         self._leader_id = None
 
-    def _become_leader(self, epoch: int, voted_for: int | None = None) -> None:
-        """Lead `epoch`. This node must have persisted its promise of `epoch` to `voted_for`: itself (the
-        default) when it collected the promises, or the initiator of the ring election that chose it."""
-        expected = DurableState(epoch, self.node_id if voted_for is None else voted_for)
+    def _seek_confirmation(self, epoch: int, initiator: int) -> None:
+        """This node won `epoch` (promised to `initiator`: itself, or the ring election's initiator).
+        Before it leads, a majority must confirm that they still hold that promise; their echoes of our
+        stamp are the lease we start with (a promise alone backs nobody: the voter may have promised a
+        higher epoch since, and a voter cut off before our COORDINATOR would never know it backs us)."""
+        expected = DurableState(epoch, initiator)
         if self._durable != expected:
             raise LocalProtocolError(
                 f"would lead epoch {epoch} without having persisted {expected}: {self._durable}"
             )
+        current = self._confirming
+        if (self._is_leader and self.epoch == epoch) or (current is not None and current.epoch == epoch):
+            return  # a copy of the message that chose us
+        self._abandon_election()
+        self._confirming = Confirmation(epoch, initiator, stamp_ms=self._now_ms)
+        self._broadcast(Confirm(self.node_id, epoch, initiator, sent_ms=self._now_ms))
+        # Confirmations later than stamp + failure_timeout would back nothing: give up by then.
+        self._set_timer(TimerId.PROPOSAL, self.settings.failure_timeout_ms)
+        self._tally_confirmations()
+
+    def _tally_confirmations(self) -> None:
+        confirming = self._confirming
+        if confirming is None:
+            return
+        if 1 + len(confirming.leases) >= self.settings.quorum_size:
+            self._become_leader(confirming.epoch, confirming.leases)
+            return
+        may_still_confirm = [
+            peer_id
+            for peer_id in self.settings.peer_ids
+            if peer_id not in confirming.leases
+            and peer_id not in confirming.refused
+            and self._detector.is_available(peer_id)
+        ]
+        if 1 + len(confirming.leases) + len(may_still_confirm) < self.settings.quorum_size:
+            self._fail_attempt(
+                f"{len(confirming.refused)} no longer hold their promise of epoch {confirming.epoch} "
+                f"and too few others can confirm it"
+            )
+
+    def _become_leader(self, epoch: int, leases: dict[int, int]) -> None:
+        """Lead `epoch`, backed by the confirmed `leases` (voter -> end of its support)."""
         self._abandon_election()
         self._is_leader = True
         self._leader_id = self.node_id
         self._failed_attempts = 0
-        # Until the first echoes: the peers that answered us just now can follow nobody else within a
-        # failure_timeout of receiving our COORDINATOR, which leaves after this instant.
-        self._lease_until_ms = {
-            peer_id: self._now_ms + self.settings.failure_timeout_ms
-            for peer_id in self.settings.peer_ids
-            if self._detector.is_alive(peer_id)
-        }
+        self._lease_until_ms = dict(leases)
         self._log("became_leader", f"became leader of epoch {epoch}", LogLevel.NOTICE)
         self._announce_leadership(epoch)
 
@@ -496,6 +562,7 @@ class ElectionNode:
 
     def _abandon_election(self) -> None:
         self._proposal = None
+        self._confirming = None
         self._backoff_pending = False
         self._handoff_from = None
         for timer in (TimerId.PROPOSAL, TimerId.BACKOFF, TimerId.COORDINATOR, TimerId.LISTEN):
@@ -529,7 +596,8 @@ class ElectionNode:
             if proposal.pre_vote:
                 self._on_pre_vote_won(max(self.epoch, proposal.known_epoch))
             else:
-                self._become_leader(proposal.epoch)
+                self._proposal = None
+                self._seek_confirmation(proposal.epoch, self.node_id)
         else:
             # Voters that are suspected or unreachable will not answer in time: fail early instead of
             # waiting out the whole election_timeout for a majority that cannot form.
@@ -560,6 +628,7 @@ class ElectionNode:
 
     def _fail_attempt(self, reason: str) -> None:
         self._proposal = None
+        self._confirming = None
         self._handoff_from = None  # retries take the full path, pre-vote included
         self._cancel_timer(TimerId.PROPOSAL)
         self._reset_election()
@@ -574,7 +643,7 @@ class ElectionNode:
     def _may_promise(
         self, candidate: int, epoch: int, pre_vote: bool, resigned_leader: int | None = None
     ) -> bool:
-        if self._in_startup_blackout() or self._owes_lease(resigned_leader):
+        if self._in_startup_blackout() or self._owes_lease(resigned_leader, candidate):
             return False
         if epoch < self.epoch:
             return False
@@ -605,6 +674,13 @@ class ElectionNode:
         )
 
     def _on_promise(self, message: Promise) -> None:
+        confirming = self._confirming
+        if confirming is not None and message.epoch == confirming.epoch and not message.granted:
+            # A voter refused to confirm: it promised a higher epoch since.
+            self._highest_epoch_seen = max(self._highest_epoch_seen, message.known_epoch)
+            confirming.refused.add(message.sender)
+            self._tally_confirmations()
+            return
         proposal = self._proposal
         if proposal is None or message.epoch != proposal.epoch or message.pre_vote != proposal.pre_vote:
             return  # an answer to an earlier attempt
@@ -621,8 +697,7 @@ class ElectionNode:
             if self._leader_id == message.sender and message.epoch == self.epoch:
                 self._leader_stamp_ms = message.sent_ms
                 if message.sent_ms is not None:  # our next heartbeat echoes it: we back this leader
-                    self._lease_owed_to = message.sender
-                    self._lease_owed_until_ms = self._now_ms + self.settings.failure_timeout_ms
+                    self._owe_lease(message.sender)
             return
         if (
             self._is_leader
@@ -638,6 +713,22 @@ class ElectionNode:
         elif self._is_leader and message.epoch > self.epoch:
             self._step_down(f"node {message.sender} knows the higher epoch {message.epoch}")
             self._begin_election("stepped down")
+
+    def _on_confirm(self, message: Confirm) -> None:
+        if self._durable != DurableState(message.epoch, message.initiator) or self._is_leader:
+            refusal = Promise(self.node_id, message.epoch, False, granted=False, known_epoch=self.epoch)
+            self._send(message.sender, refusal)
+            return
+        self._owe_lease(message.sender)
+        self._send(message.sender, Confirmed(self.node_id, message.epoch, echo_ms=message.sent_ms))
+
+    def _on_confirmed(self, message: Confirmed) -> None:
+        confirming = self._confirming
+        if confirming is None or message.epoch != confirming.epoch or message.echo_ms != confirming.stamp_ms:
+            return  # an answer to an earlier attempt
+        until_ms = min(message.echo_ms, self._now_ms) + self.settings.failure_timeout_ms
+        confirming.leases[message.sender] = until_ms
+        self._tally_confirmations()
 
     def _on_coordinator(self, message: Coordinator) -> None:
         self._on_leader_claim(message.leader_id, message.epoch, via=message.sender)

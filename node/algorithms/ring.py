@@ -129,7 +129,7 @@ class Ring(ElectionNode):
 
     def _announce_leadership(self, epoch: int) -> None:
         initiator = self._durable.voted_for
-        assert initiator is not None  # _become_leader checked the durable promise
+        assert initiator is not None  # _seek_confirmation checked the durable promise
         self._relayed_coordinator = (epoch, initiator)
         self._pass_on(Coordinator(self.node_id, epoch, leader_id=self.node_id, initiator=initiator))
 
@@ -264,7 +264,7 @@ class Ring(ElectionNode):
         winner = max(token.ids)
         self._log("election_decided", f"ring election of epoch {token.epoch} chose node {winner}")
         if winner == self.node_id:
-            self._become_leader(token.epoch)
+            self._seek_confirmation(token.epoch, self.node_id)
             return
         self._send(winner, Coordinator(self.node_id, token.epoch, leader_id=winner, initiator=self.node_id))
         self._wait_for_coordinator()
@@ -298,4 +298,4 @@ class Ring(ElectionNode):
                 peer_id=message.sender,
             )
             return
-        self._become_leader(message.epoch, voted_for=message.initiator)
+        self._seek_confirmation(message.epoch, message.initiator)

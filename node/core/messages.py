@@ -25,6 +25,8 @@ class MsgType(StrEnum):
     PROPOSE = "PROPOSE"
     PROMISE = "PROMISE"
     RESIGN = "RESIGN"
+    CONFIRM = "CONFIRM"
+    CONFIRMED = "CONFIRMED"
 
 
 def _is_int(value: object) -> bool:
@@ -179,10 +181,44 @@ class Resign(_Wire):
     epoch: int
 
 
-Message = Heartbeat | Election | Ok | Coordinator | Propose | Promise | Resign
+@dataclass(frozen=True, slots=True)
+class Confirm(_Wire):
+    """The winner of `epoch` (promised to `initiator`: itself in Bully, the ring election's initiator in
+    Ring) asks the voters whether they still stand by that promise before it takes office. `sent_ms` is
+    the winner's clock: a voter's CONFIRMED echoes it and starts the new leader's lease, exactly like a
+    heartbeat echo. It is not a claim to lead: nobody follows the sender because of it."""
+
+    TYPE: ClassVar[MsgType] = MsgType.CONFIRM
+    sender: int
+    epoch: int
+    initiator: int
+    sent_ms: int
+
+    def __post_init__(self) -> None:
+        _Wire.__post_init__(self)
+        _check_node_id("sent_ms", self.sent_ms)  # unlike a heartbeat's, never null
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed(_Wire):
+    """A voter still holds its promise of `epoch`: it backs the sender of the CONFIRM whose stamp it
+    echoes (`echo_ms`) and promises nobody else until echo + failure_timeout has passed."""
+
+    TYPE: ClassVar[MsgType] = MsgType.CONFIRMED
+    sender: int
+    epoch: int
+    echo_ms: int
+
+    def __post_init__(self) -> None:
+        _Wire.__post_init__(self)
+        _check_node_id("echo_ms", self.echo_ms)
+
+
+Message = Heartbeat | Election | Ok | Coordinator | Propose | Promise | Resign | Confirm | Confirmed
 
 MESSAGE_CLASSES: Mapping[MsgType, type[Message]] = {
-    cls.TYPE: cls for cls in (Heartbeat, Election, Ok, Coordinator, Propose, Promise, Resign)
+    cls.TYPE: cls
+    for cls in (Heartbeat, Election, Ok, Coordinator, Propose, Promise, Resign, Confirm, Confirmed)
 }
 
 

@@ -41,6 +41,8 @@ from node.core.events import (
     TimerId,
 )
 from node.core.messages import (
+    Confirm,
+    Confirmed,
     Coordinator,
     Election,
     Heartbeat,
@@ -232,6 +234,14 @@ def propose(sender: int, epoch: int, resigned_leader: int | None = None) -> Prop
 
 def promise(sender: int, epoch: int, *, pre_vote: bool, granted: bool, known_epoch: int) -> Promise:
     return Promise(sender=sender, epoch=epoch, pre_vote=pre_vote, granted=granted, known_epoch=known_epoch)
+
+
+def confirm(sender: int, epoch: int, sent_ms: int, initiator: int | None = None) -> Confirm:
+    return Confirm(sender, epoch, sender if initiator is None else initiator, sent_ms=sent_ms)
+
+
+def confirmed(sender: int, epoch: int, echo_ms: int) -> Confirmed:
+    return Confirmed(sender, epoch, echo_ms=echo_ms)
 
 
 def resign(sender: int, epoch: int) -> Resign:

@@ -12,7 +12,7 @@ from typing import Any
 from node.core.actions import Role
 from node.core.events import TimerId
 
-from .harness import MEMBERS_5, Driven, hb, promise
+from .harness import MEMBERS_5, Driven, confirmed, hb, promise
 
 # Built nodes started a failure timeout before 0, so their start-up blackout (no votes for
 # failure_timeout after a restart) is over when a row's events begin at 0 or later.
@@ -60,8 +60,9 @@ def candidate_awaiting_ok(node_id: int = 3, epoch: int = 3, **kw: Any) -> Driven
 
 
 def leader(node_id: int = 5, epoch: int = 4, members: tuple[int, ...] = MEMBERS_5, **kw: Any) -> Driven:
-    """Leads `epoch`: won the pre-vote and the proposal with the promises of the lowest peers. Every lower
-    peer was heard at HEARD_MS and again at LEADER_MS, when it won (higher ids never were: down)."""
+    """Leads `epoch`: won the pre-vote and the proposal with the promises of the lowest peers, which then
+    confirmed them (echoing the winner's stamp). Every lower peer was heard at HEARD_MS and again at
+    LEADER_MS, when it won (higher ids never were: down)."""
     node = Driven(node_id, members=members, epoch=epoch - 1, **kw)
     node.start(STARTED_MS)
     node.now_ms = HEARD_MS
@@ -71,6 +72,8 @@ def leader(node_id: int = 5, epoch: int = 4, members: tuple[int, ...] = MEMBERS_
     for phase_pre_vote in (True, False):
         for voter in voters:
             node.receive(promise(voter, epoch, pre_vote=phase_pre_vote, granted=True, known_epoch=epoch - 1))
+    for voter in voters:
+        node.receive(confirmed(voter, epoch, echo_ms=node.now_ms))
     assert node.role is Role.LEADER and node.durable.epoch == epoch, node.view()
     node.hear(*(p for p in node.settings.peer_ids if p < node_id), leader_id=node_id)
     return node

@@ -36,6 +36,8 @@ from node.core.state import DurableState
 from .harness import (
     Driven,
     Logged,
+    confirm,
+    confirmed,
     coordinator,
     election,
     hb,
@@ -142,6 +144,36 @@ def node5_proposing_4() -> Driven:
     node = node5_pre_voting()
     node.receive(granted(1, 4, pre=True, known=3), 2110)
     node.receive(granted(2, 4, pre=True, known=3), 2111)
+    return node
+
+
+def node5_confirming_4() -> Driven:
+    """Won epoch 4 with the binding promises of 1 and 3 at 2121 and asked for confirmation, stamp 2121."""
+    node = node5_proposing_4()
+    node.receive(granted(1, 4, pre=False, known=4), 2120)
+    node.receive(granted(3, 4, pre=False, known=4), 2121)
+    return node
+
+
+def node5_confirmed_by_1_peers_heard_at_5000() -> Driven:
+    node = node5_confirming_4()
+    node.receive(confirmed(1, 4, 2121), 2125)
+    node.now_ms = 5000
+    node.hear(1, 2, 3, 4)
+    return node
+
+
+def node2_confirmed_5() -> Driven:
+    """Promised epoch 4 to 5 at 1000 and confirmed it at 1005 (echoing stamp 1200 of 5's clock)."""
+    node = node2_promised_4_to_5()
+    node.receive(confirm(5, 4, sent_ms=1200), 1005)
+    return node
+
+
+def node2_confirmed_5_peers_heard_at_4000() -> Driven:
+    node = node2_confirmed_5()
+    node.now_ms = 4000
+    node.hear(1, 3, 4, 5)  # 5 is not suspected: the vote is free again because the lease is over
     return node
 
 
@@ -603,7 +635,7 @@ ROWS: list[Row] = [
         ],
     ),
     Row(
-        "a majority promised: lead, broadcast COORDINATOR with the epoch",
+        "a majority promised: ask the voters to confirm (stamped), no COORDINATOR yet",
         node5_proposing_4,
         lambda n: [
             *n.receive(granted(1, 4, pre=False, known=4), 2120),
@@ -611,11 +643,84 @@ ROWS: list[Row] = [
         ],
         [
             CancelTimer(PROPOSAL),
+            Broadcast(confirm(5, 4, sent_ms=2121)),
+            SetTimer(PROPOSAL, 2121 + 3000),
+        ],
+        role=CANDIDATE,
+    ),
+    Row(
+        "a majority confirmed: lead, broadcast COORDINATOR with the epoch",
+        node5_confirming_4,
+        lambda n: [*n.receive(confirmed(1, 4, 2121), 2125), *n.receive(confirmed(3, 4, 2121), 2126)],
+        [
+            CancelTimer(PROPOSAL),
             log("became_leader", NOTICE, epoch=4, leader=5),
             Broadcast(coordinator(5, 4)),
             RoleChanged(LEADER, 5, 4),
         ],
         role=LEADER,
+    ),
+    Row(
+        "confirmations of another stamp (an earlier attempt) or another epoch are ignored",
+        node5_confirming_4,
+        lambda n: [*n.receive(confirmed(1, 4, 2111), 2125), *n.receive(confirmed(3, 3, 2121), 2126)],
+        [],
+        role=CANDIDATE,
+    ),
+    Row(
+        "voters no longer hold the promise (promised higher since): no leader once a majority is impossible",
+        node5_confirming_4,
+        lambda n: [
+            *n.receive(refused(1, 4, pre=False, known=6), 2125),
+            *n.receive(refused(2, 4, pre=False, known=6), 2126),
+            *n.receive(refused(3, 4, pre=False, known=6), 2127),
+        ],
+        [
+            CancelTimer(PROPOSAL),
+            log("election_failed", WARNING, epoch=4),
+            SetTimer(BACKOFF, 2261),
+        ],
+        role=CANDIDATE,
+    ),
+    Row(
+        "no majority confirms within failure_timeout of the stamp: no leader, backoff",
+        node5_confirmed_by_1_peers_heard_at_5000,
+        lambda n: n.fire(PROPOSAL, 5121),
+        [log("election_failed", WARNING, epoch=4), SetTimer(BACKOFF, 5255)],
+        role=CANDIDATE,
+    ),
+    Row(
+        "voter: CONFIRM of the promise it holds: CONFIRMED echoing the winner's stamp",
+        node2_promised_4_to_5,
+        lambda n: n.receive(confirm(5, 4, sent_ms=1200), 1005),
+        [Send(5, confirmed(2, 4, 1200))],
+        durable=DurableState(4, 5),
+    ),
+    Row(
+        "voter: CONFIRM of a promise it does not hold: refused, with its own epoch",
+        lambda: idle(2, epoch=3),
+        lambda n: n.receive(confirm(5, 4, sent_ms=1200), 1005),
+        [Send(5, refused(2, 4, pre=False, known=3))],
+        durable=DurableState(3, None),
+    ),
+    Row(
+        "voter: after confirming, no vote for anyone else until failure_timeout (the winner counts on it)",
+        node2_confirmed_5,
+        lambda n: [*n.receive(pre_vote(4, 5), 1500), *n.receive(propose(4, 5), 1501)],
+        [Send(4, refused(2, 5, pre=True, known=4)), Send(4, refused(2, 5, pre=False, known=4))],
+        durable=DurableState(4, 5),
+    ),
+    Row(
+        "voter: the winner it confirmed may itself move on to a higher epoch",
+        node2_confirmed_5,
+        lambda n: n.receive(pre_vote(5, 5), 1500),
+        [Send(5, granted(2, 5, pre=True, known=4))],
+    ),
+    Row(
+        "voter: failure_timeout after confirming, it votes again",
+        node2_confirmed_5_peers_heard_at_4000,
+        lambda n: n.receive(pre_vote(4, 5), 1005 + 3000),
+        [Send(4, granted(2, 5, pre=True, known=4))],
     ),
     Row(
         "answers to an earlier attempt (other epoch or phase) are ignored",

@@ -31,6 +31,8 @@ from node.core.events import (
     TimerId,
 )
 from node.core.messages import (
+    Confirm,
+    Confirmed,
     Coordinator,
     Election,
     Heartbeat,
@@ -47,6 +49,7 @@ MEMBERS = (1, 2, 3, 4, 5)
 HEARD_MS = 100
 EVENT_MS = 1_000  # rows happen here: every peer heard recently, the listen window not over yet
 LISTEN_MS = HEARD_MS + 2_000
+RELAYED_MS = 1_000  # when a `relaying` node got its token (the end of `idle`)
 ELECTION_TIMERS = (TimerId.ELECTION, TimerId.COORDINATOR, TimerId.PROPOSAL)
 
 
@@ -192,10 +195,13 @@ def following(node_id: int, leader_id: int = 5, epoch: int = 4) -> Node:
 
 
 def leading(node_id: int = 5, **kw: Any) -> Node:
-    """Initiated; its token came back listing it and every lower id (a majority), so it won."""
+    """Initiated; its token came back listing it and every lower id (a majority), so it won, and those
+    voters confirmed their promises (echoing its stamp)."""
     node = initiating(node_id, **kw)
     ids = (node_id, *(p for p in node.ring.ring if p < node_id))
     node.receive(token(ids[-1], node.durable.epoch, node_id, *ids))
+    for voter in ids[1:]:
+        node.receive(Confirmed(voter, node.durable.epoch, echo_ms=node.now_ms))
     assert node.role is Role.LEADER
     return node
 
@@ -358,10 +364,18 @@ ROWS = [
         ["election_decided", (4, coord(3, 7, 4, 3)), Timer(TimerId.COORDINATOR, 5000)],
     ),
     Row(
-        "token back, the initiator is the highest id: it leads and starts the COORDINATOR round",
+        "token back, the initiator is the highest id: it won, and asks its voters to confirm",
         lambda: initiating(5),
         lambda n: n.receive(token(4, 9, 5, 5, 1, 2, 3, 4)),
-        ["election_decided", "became_leader", (1, coord(5, 9, 5, 5))],
+        ["election_decided", ("all", Confirm(5, 9, 5, sent_ms=LISTEN_MS)), Timer(TimerId.PROPOSAL, 3000)],
+        Phase.IDLE,
+        Role.CANDIDATE,
+    ),
+    Row(
+        "a majority confirmed: it leads and starts the COORDINATOR round",
+        lambda: _then(initiating(5), token(4, 9, 5, 5, 1, 2, 3, 4)),
+        lambda n: [*n.receive(Confirmed(1, 9, LISTEN_MS)), *n.receive(Confirmed(4, 9, LISTEN_MS))],
+        ["became_leader", (1, coord(5, 9, 5, 5))],
         Phase.IDLE,
         Role.LEADER,
     ),
@@ -445,12 +459,36 @@ ROWS = [
     ),
     # ---- phase 2: the COORDINATOR round (election of epoch 7 by initiator 3, winner 5)
     Row(
-        "the winner takes office when its promise is exactly (E, initiator), then starts the round",
+        "the winner's promise is exactly (E, initiator): it asks the voters to confirm",
         lambda: relaying(5, token(4, 7, 3, 3, 4)),
         lambda n: n.receive(coord(3, 7, 5, 3)),
+        [("all", Confirm(5, 7, 3, sent_ms=RELAYED_MS)), Timer(TimerId.PROPOSAL, 3000)],
+        Phase.IDLE,
+        Role.CANDIDATE,
+    ),
+    Row(
+        "the winner confirmed by a majority of the election's voters takes office, then starts the round",
+        lambda: _then(relaying(5, token(4, 7, 3, 3, 4)), coord(3, 7, 5, 3)),
+        lambda n: [*n.receive(Confirmed(3, 7, RELAYED_MS)), *n.receive(Confirmed(4, 7, RELAYED_MS))],
         ["became_leader", (1, coord(5, 7, 5, 3))],
         Phase.IDLE,
         Role.LEADER,
+    ),
+    Row(
+        "a copy of the COORDINATOR that chose the winner does not restart its confirmation",
+        lambda: _then(relaying(5, token(4, 7, 3, 3, 4)), coord(3, 7, 5, 3)),
+        lambda n: n.receive(coord(3, 7, 5, 3)),
+        [],
+        Phase.IDLE,
+        Role.CANDIDATE,
+    ),
+    Row(
+        "a voter of the election confirms the winner's stamp (the initiator too)",
+        lambda: _then(initiating(3), token(1, 7, 3, 3, 4, 5, 1)),
+        lambda n: n.receive(Confirm(5, 7, 3, sent_ms=4321)),
+        [(5, Confirmed(3, 7, echo_ms=4321))],
+        Phase.AWAIT_COORDINATOR,
+        Role.CANDIDATE,
     ),
     Row(
         "the winner has promised a higher epoch since: it does not lead, the round stops",
@@ -696,6 +734,8 @@ def test_a_one_node_cluster_elects_itself() -> None:
         DurableState(1, 1),
         Timer(TimerId.ELECTION, 5000),
         "election_decided",
+        ("all", Confirm(1, 1, 1, sent_ms=3000)),  # to nobody: it is its own majority
+        Timer(TimerId.PROPOSAL, 3000),
         "became_leader",
     ]
     assert node.role is Role.LEADER

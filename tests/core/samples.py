@@ -15,6 +15,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from node.core.messages import (
+    Confirm,
+    Confirmed,
     Coordinator,
     Election,
     Heartbeat,
@@ -72,6 +74,14 @@ WIRE_EXAMPLES: list[tuple[Message, dict[str, Any]]] = [
         },
     ),
     (Resign(sender=6, epoch=12), {"type": "RESIGN", "from": 6, "epoch": 12}),
+    (
+        Confirm(sender=5, epoch=13, initiator=2, sent_ms=4200),
+        {"type": "CONFIRM", "from": 5, "epoch": 13, "initiator": 2, "sent_ms": 4200},
+    ),
+    (
+        Confirmed(sender=3, epoch=13, echo_ms=4200),
+        {"type": "CONFIRMED", "from": 3, "epoch": 13, "echo_ms": 4200},
+    ),
 ]
 EXAMPLE_MESSAGES = [message for message, _ in WIRE_EXAMPLES]
 
@@ -118,6 +128,10 @@ _MESSAGE_STRATEGIES: dict[MsgType, st.SearchStrategy[Message]] = {
         known_epoch=node_ids,
     ),
     MsgType.RESIGN: st.builds(Resign, sender=node_ids, epoch=node_ids),
+    MsgType.CONFIRM: st.builds(
+        Confirm, sender=node_ids, epoch=node_ids, initiator=node_ids, sent_ms=node_ids
+    ),
+    MsgType.CONFIRMED: st.builds(Confirmed, sender=node_ids, epoch=node_ids, echo_ms=node_ids),
 }
 assert set(_MESSAGE_STRATEGIES) == set(MsgType), "add a strategy for the new message type"
 messages = st.one_of(*_MESSAGE_STRATEGIES.values())

@@ -13,6 +13,8 @@ from node.core.errors import RemoteProtocolError
 from node.core.messages import (
     MAX_IDS_IN_MESSAGE,
     MESSAGE_CLASSES,
+    Confirm,
+    Confirmed,
     Coordinator,
     Election,
     Heartbeat,
@@ -73,6 +75,8 @@ _VALID_KWARGS: dict[type[Message], dict[str, Any]] = {
     Propose: {"sender": 1, "epoch": 1, "pre_vote": False},
     Promise: {"sender": 1, "epoch": 1, "pre_vote": False, "granted": False, "known_epoch": 1},
     Resign: {"sender": 1, "epoch": 1},
+    Confirm: {"sender": 1, "epoch": 1, "initiator": 1, "sent_ms": 1},
+    Confirmed: {"sender": 1, "epoch": 1, "echo_ms": 1},
 }
 
 _BAD_NODE_IDS: list[Any] = [-1, True, False, 1.0, "1", None, [1], (1,)]
@@ -94,7 +98,8 @@ def _invalid_constructions() -> list[Any]:
     rows = []
     for cls, valid in _VALID_KWARGS.items():
         for field_name in valid:
-            if field_name in {"sender", "epoch", "initiator", "known_epoch"}:
+            if field_name in {"sender", "epoch", "initiator", "known_epoch", "sent_ms", "echo_ms"}:
+                # a CONFIRM's stamp and a CONFIRMED's echo are never null (a heartbeat's may be)
                 bad_values = _BAD_NODE_IDS
             elif field_name == "leader_id":
                 # Heartbeat allows None (no leader known); Coordinator must name its leader.

@@ -21,13 +21,7 @@ JOBS = max(1, min(2, os.cpu_count() or 1))
 # Rules the algorithms are known to break, reported and being fixed: a sweep whose only violations are
 # these is an expected failure (shown as xfail, seeds included); any other violation fails. Delete an
 # entry as soon as its fix lands. `leader-node simulate` stays strict (exit 1) on every rule.
-KNOWN_ISSUES = {
-    "stale-claim": (
-        "known: a new leader's initial lease counts every peer the detector sees alive, including one"
-        " that never got the COORDINATOR and promises the next candidate (the restarted-follower and"
-        " own-quorum-loss cases are fixed: start-up blackout, _owes_lease)"
-    ),
-}
+KNOWN_ISSUES: dict[str, str] = {}  # rule -> diagnosis; empty: every rule must hold
 TIMERS = {"default": (1_000, 3_000, 5_000), "fast": (100, 500, 1_000)}
 FAST_CASES = [(5, "default", 100), (7, "default", 100), (5, "fast", 50)]
 SLOW_CASES = [(5, "default", 1_000), (7, "default", 1_000), (5, "fast", 250), (7, "fast", 250)]
