@@ -31,7 +31,14 @@ from node.sim.world import World
 
 FAILURE_MS = 3_000
 ELECTION_MS = 5_000
-ELECTION_TYPES = (MsgType.PROPOSE, MsgType.PROMISE, MsgType.ELECTION, MsgType.COORDINATOR)
+ELECTION_TYPES = (
+    MsgType.PROPOSE,
+    MsgType.PROMISE,
+    MsgType.ELECTION,
+    MsgType.CONFIRM,
+    MsgType.CONFIRMED,
+    MsgType.COORDINATOR,
+)
 RING_TYPES = (MsgType.ELECTION, MsgType.COORDINATOR)
 
 SendHook = Callable[["Cluster", int, int, Message], None]  # (cluster, from, to, message)
@@ -171,12 +178,15 @@ class Cluster:
 
 
 def ring_cost(n: int, initiator: int) -> dict[str, int]:
-    """One initiator on a perfect network: pre-vote to and from every peer, n token hops, and the
-    COORDINATOR handed to the winner (n) unless the initiator is the winner, then n-1 hops round."""
+    """One initiator on a perfect network: pre-vote to and from every peer, n token hops, the winner's
+    confirmation round with the n-1 other voters, and the COORDINATOR handed to the winner (n) unless
+    the initiator is the winner, then n-1 hops round."""
     return {
         "PROPOSE": n - 1,
         "PROMISE": n - 1,
         "ELECTION": n,
+        "CONFIRM": n - 1,
+        "CONFIRMED": n - 1,
         "COORDINATOR": n - 1 if initiator == n else n,
         "refusals": 0,
     }
@@ -225,6 +235,7 @@ def test_concurrent_initiators_end_with_one_leader_one_epoch_and_bounded_message
     assert counts["refusals"] == k - 1  # every other token dies once, at the next initiator
     assert counts["ELECTION"] <= 2 * n  # absorbed tokens die before they reach the winner
     assert counts["COORDINATOR"] == (n - 1 if max(initiators) == n else n)
+    assert counts["CONFIRM"] == counts["CONFIRMED"] == n - 1  # one winner confirms, once
 
 
 def test_killed_leader_is_replaced_within_two_election_timeouts() -> None:
@@ -328,8 +339,9 @@ def test_a_duplicating_network_costs_no_extra_ring_messages() -> None:
     cluster.run_for(3 * ELECTION_MS)
     assert cluster.agreed() == (5, 6)
     # Copies of the token and of the COORDINATOR are dropped where they arrive; each copy of a pre-vote
-    # is answered again by the shared base (harmless: a pre-vote binds nobody).
-    assert cluster.election_messages() == {**ring_cost(5, 2), "PROMISE": 2 * 4}
+    # and of a CONFIRM is answered again by the shared base (harmless: a pre-vote binds nobody, and a
+    # second CONFIRMED echoes the same stamp).
+    assert cluster.election_messages() == {**ring_cost(5, 2), "PROMISE": 2 * 4, "CONFIRMED": 2 * 4}
 
 
 def test_a_minority_elects_nobody_and_never_inflates_its_epoch() -> None:
