@@ -382,7 +382,10 @@ class ElectionNode:
         Before a crash it may have been echoing a leader's stamps, and that leader counts on its support
         until echo + failure_timeout; the restarted node has forgotten whom it followed. Staying out of
         every vote until then keeps a new leader from being elected while the old lease still runs.
-        (Only after a restart with an epoch on disk: a fresh node cannot have followed anyone.)"""
+        (Only after a restart with an epoch on disk: a fresh node cannot have followed anyone.)
+        It ends early when this node accepts a leader (`_accept_leader`): the leader of the newest epoch
+        exists only once every older leader's lease is over, and if it is the leader we backed before
+        the crash, we back it again now, under the usual rules."""
         return (
             self._started_at_ms is not None
             and self._now_ms < self._started_at_ms + self.settings.failure_timeout_ms
@@ -556,6 +559,13 @@ class ElectionNode:
             self._persist(DurableState(epoch, None))
         self._abandon_election()
         self._failed_attempts = 0
+        if self._in_startup_blackout():
+            # The blackout is over (see _in_startup_blackout), but this may be the leader we backed
+            # before the crash: back it for as long as the blackout would have lasted.
+            assert self._started_at_ms is not None
+            self._lease_owed_to = leader_id
+            self._lease_owed_until_ms = self._started_at_ms + self.settings.failure_timeout_ms
+        self._started_at_ms = None
         if self._leader_id != leader_id:
             self._leader_id = leader_id
             self._log("leader_accepted", f"follows leader {leader_id} of epoch {epoch}", LogLevel.NOTICE)

@@ -30,7 +30,7 @@ from node.core.actions import (
     SetTimer,
 )
 from node.core.events import TimerId
-from node.core.messages import Promise
+from node.core.messages import Message, Promise
 from node.core.state import DurableState
 
 from .harness import (
@@ -95,6 +95,11 @@ def xfail(reason: str) -> tuple[Any, ...]:
 
 
 # ------------------------------------------------------------------------------------------ given states
+
+
+def _then(node: Driven, message: Message, at_ms: int) -> Driven:
+    node.receive(message, at_ms)
+    return node
 
 
 def _restarted_and_heard(node_id: int, at_ms: int) -> Driven:
@@ -218,6 +223,25 @@ ROWS: list[Row] = [
         lambda: _restarted_and_heard(3, at_ms=0),
         lambda n: n.receive(election(1, 2), 2000),
         [Send(1, ok(3, 2)), SetTimer(LISTEN, 4000)],
+    ),
+    Row(
+        "restarted: accepting a leader ends the blackout, so that leader's RESIGN is handed off at once",
+        lambda: _then(_restarted_and_heard(3, at_ms=0), hb(5, 2, 5), at_ms=200),
+        lambda n: n.receive(propose(4, 3, resigned_leader=5), 300),
+        [
+            Persist(DurableState(3, 4)),
+            SetTimer(COORDINATOR, 5300),
+            Send(4, granted(3, 3, pre=False, known=3)),
+            RoleChanged(CANDIDATE, None, 3),
+        ],
+        durable=DurableState(3, 4),
+    ),
+    Row(
+        "restarted: the leader it accepted may be the one it backed before the crash: it backs it until"
+        " the blackout would have ended, also after dropping it",
+        lambda: _then(_then(_restarted_and_heard(3, at_ms=0), coordinator(5, 2), 200), hb(5, 2, None), 250),
+        lambda n: n.receive(pre_vote(4, 3), 2000),
+        [Send(4, refused(3, 3, pre=True, known=2))],
     ),
     Row(
         "restarted: once the blackout is over, the same pre-vote is granted",
