@@ -72,6 +72,8 @@ class Proposal:
     grants: set[int] = field(default_factory=set)
     rejects: set[int] = field(default_factory=set)
     known_epoch: int = 0  # the highest epoch any voter reported
+    stamp_ms: int | None = None  # a stamped (handoff) proposal: grants echo it and back us at once
+    leases: dict[int, int] = field(default_factory=dict)  # voter -> end of the support its grant echoed
 
 
 @dataclass(slots=True)
@@ -607,7 +609,11 @@ class ElectionNode:
                 self._on_pre_vote_won(max(self.epoch, proposal.known_epoch))
             else:
                 self._proposal = None
-                self._seek_confirmation(proposal.epoch, self.node_id)
+                live = {voter: t for voter, t in proposal.leases.items() if t > self._now_ms}
+                if 1 + len(live) >= self.settings.quorum_size:
+                    self._become_leader(proposal.epoch, live)  # the grants were the confirmations
+                else:
+                    self._seek_confirmation(proposal.epoch, self.node_id)
         else:
             # Voters that are suspected or unreachable will not answer in time: fail early instead of
             # waiting out the whole election_timeout for a majority that cannot form.
@@ -632,7 +638,12 @@ class ElectionNode:
         self._persist(DurableState(epoch, self.node_id))
         self._proposal = Proposal(epoch=epoch, pre_vote=False, grants={self.node_id})
         self._proposal.known_epoch = epoch
-        self._broadcast(Propose(self.node_id, epoch, pre_vote=False, resigned_leader=self._handoff_from))
+        # A handoff has no rival candidates to wait out: its grants may double as confirmations.
+        stamp_ms = self._now_ms if self._handoff_from is not None else None
+        self._proposal.stamp_ms = stamp_ms
+        self._broadcast(
+            Propose(self.node_id, epoch, pre_vote=False, resigned_leader=self._handoff_from, sent_ms=stamp_ms)
+        )
         self._set_timer(TimerId.PROPOSAL, self.settings.election_timeout_ms)
         self._tally()
 
@@ -672,15 +683,26 @@ class ElectionNode:
             self._step_down(f"node {message.sender} proposes the higher epoch {message.epoch}")
             self._leader_id = None
         granted = self._may_promise(message.sender, message.epoch, message.pre_vote, message.resigned_leader)
+        echo_ms = None
         if granted and not message.pre_vote:
             self._step_down(f"promised epoch {message.epoch} to node {message.sender}")
             self._persist(DurableState(message.epoch, message.sender))
             self._leader_id = None
             self._abandon_election()
             self._wait_for_coordinator()
+            if message.sent_ms is not None:  # a stamped handoff proposal: this grant confirms it too
+                self._owe_lease(message.sender)
+                echo_ms = message.sent_ms
         self._send(
             message.sender,
-            Promise(self.node_id, message.epoch, message.pre_vote, granted=granted, known_epoch=self.epoch),
+            Promise(
+                self.node_id,
+                message.epoch,
+                message.pre_vote,
+                granted=granted,
+                known_epoch=self.epoch,
+                echo_ms=echo_ms,
+            ),
         )
 
     def _on_promise(self, message: Promise) -> None:
@@ -697,6 +719,9 @@ class ElectionNode:
         self._highest_epoch_seen = max(self._highest_epoch_seen, message.known_epoch)
         proposal.known_epoch = max(proposal.known_epoch, message.known_epoch)
         (proposal.grants if message.granted else proposal.rejects).add(message.sender)
+        if message.granted and message.echo_ms is not None and message.echo_ms == proposal.stamp_ms:
+            until_ms = min(message.echo_ms, self._now_ms) + self.settings.failure_timeout_ms
+            proposal.leases[message.sender] = until_ms
         self._tally()
 
     # ------------------------------------------------------------------ leader announcements

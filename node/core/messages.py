@@ -151,18 +151,22 @@ class Coordinator(_Wire):
 class Propose(_Wire):
     """A candidate asks for a promise of `epoch`. `pre_vote` asks "would you?" without binding anyone.
     `resigned_leader` names a leader whose RESIGN the candidate holds: a voter still following that leader
-    need not wait for the RESIGN to reach it too (graceful handoff without a lost round)."""
+    need not wait for the RESIGN to reach it too (graceful handoff without a lost round). Such a handoff
+    proposal also carries the candidate's clock (`sent_ms`): a grant echoes it and counts as the voter's
+    CONFIRMED at once, which saves the confirmation round trip."""
 
     TYPE: ClassVar[MsgType] = MsgType.PROPOSE
     sender: int
     epoch: int
     pre_vote: bool
     resigned_leader: int | None = None
+    sent_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Promise(_Wire):
-    """Answer to PROPOSE for `epoch`. `known_epoch` is the highest epoch the voter has promised/accepted."""
+    """Answer to PROPOSE for `epoch`. `known_epoch` is the highest epoch the voter has promised/accepted.
+    `echo_ms`: a grant of a stamped (handoff) proposal echoes its stamp, like CONFIRMED."""
 
     TYPE: ClassVar[MsgType] = MsgType.PROMISE
     sender: int
@@ -170,6 +174,7 @@ class Promise(_Wire):
     pre_vote: bool
     granted: bool
     known_epoch: int
+    echo_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

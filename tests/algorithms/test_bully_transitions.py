@@ -30,7 +30,7 @@ from node.core.actions import (
     SetTimer,
 )
 from node.core.events import TimerId
-from node.core.messages import Message, Promise
+from node.core.messages import Message, Promise, Propose
 from node.core.state import DurableState
 
 from .harness import (
@@ -985,11 +985,40 @@ ROWS: list[Row] = [
         [
             log("leader_lost", NOTICE, epoch=3, leader=5),
             log("election_started", epoch=3),
-            Send(5, election(4, 3)),
             Persist(DurableState(4, 4)),
-            Broadcast(propose(4, 4, resigned_leader=5)),
+            Broadcast(Propose(4, 4, pre_vote=False, resigned_leader=5, sent_ms=1000)),  # stamped
             SetTimer(PROPOSAL, 6000),
             RoleChanged(CANDIDATE, None, 4),
+        ],
+    ),
+    Row(
+        "handoff: grants that echo the proposal's stamp are the confirmations: lead without a CONFIRM round",
+        lambda: _then(follower(4), resign(5, 3), 1000),
+        lambda n: [
+            *n.receive(Promise(1, 4, False, granted=True, known_epoch=4, echo_ms=1000), 1003),
+            *n.receive(Promise(2, 4, False, granted=True, known_epoch=4, echo_ms=1000), 1004),
+        ],
+        [
+            CancelTimer(PROPOSAL),
+            log("became_leader", NOTICE, epoch=4, leader=4),
+            Broadcast(coordinator(4, 4)),
+            RoleChanged(LEADER, 4, 4),
+        ],
+        role=LEADER,
+    ),
+    Row(
+        "handoff: a voter's grant of a stamped proposal echoes the stamp, and it then backs the candidate",
+        lambda: follower(2),
+        lambda n: [
+            *n.receive(Propose(4, 4, pre_vote=False, resigned_leader=5, sent_ms=990), 1000),
+            *n.receive(pre_vote(3, 5), 1500),
+        ],
+        [
+            Persist(DurableState(4, 4)),
+            SetTimer(COORDINATOR, 6000),
+            Send(4, Promise(2, 4, False, granted=True, known_epoch=4, echo_ms=990)),
+            RoleChanged(CANDIDATE, None, 4),
+            Send(3, refused(2, 5, pre=True, known=4)),
         ],
     ),
     Row(
@@ -1011,19 +1040,14 @@ ROWS: list[Row] = [
         role=FOLLOWER,
     ),
     Row(
-        "RESIGN from our leader: a lower id asks the higher ids, not the resigner",
+        "RESIGN from our leader: a lower id asks nobody, it waits for the COORDINATOR of the highest live id",
         lambda: follower(2),
-        lambda n: [*n.receive(resign(5, 3), 1000), *n.receive(ok(3, 3), 1001), *n.receive(ok(4, 3), 1001)],
+        lambda n: n.receive(resign(5, 3), 1000),
         [
             log("leader_lost", NOTICE, epoch=3, leader=5),
             log("election_started", epoch=3),
-            Send(3, election(2, 3)),
-            Send(4, election(2, 3)),
-            Send(5, election(2, 3)),
-            SetTimer(ELECTION, 6000),
+            SetTimer(COORDINATOR, 6000),
             RoleChanged(CANDIDATE, None, 3),
-            CancelTimer(ELECTION),
-            SetTimer(COORDINATOR, 6001),
         ],
     ),
     Row(

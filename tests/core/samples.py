@@ -60,7 +60,18 @@ WIRE_EXAMPLES: list[tuple[Message, dict[str, Any]]] = [
     ),
     (
         Propose(sender=2, epoch=11, pre_vote=True),
-        {"type": "PROPOSE", "from": 2, "epoch": 11, "pre_vote": True, "resigned_leader": None},
+        {
+            "type": "PROPOSE",
+            "from": 2,
+            "epoch": 11,
+            "pre_vote": True,
+            "resigned_leader": None,
+            "sent_ms": None,
+        },
+    ),
+    (
+        Propose(sender=4, epoch=12, pre_vote=False, resigned_leader=5, sent_ms=900),
+        {"type": "PROPOSE", "from": 4, "epoch": 12, "pre_vote": False, "resigned_leader": 5, "sent_ms": 900},
     ),
     (
         Promise(sender=3, epoch=11, pre_vote=False, granted=True, known_epoch=10),
@@ -71,6 +82,19 @@ WIRE_EXAMPLES: list[tuple[Message, dict[str, Any]]] = [
             "pre_vote": False,
             "granted": True,
             "known_epoch": 10,
+            "echo_ms": None,
+        },
+    ),
+    (
+        Promise(sender=3, epoch=12, pre_vote=False, granted=True, known_epoch=12, echo_ms=900),
+        {
+            "type": "PROMISE",
+            "from": 3,
+            "epoch": 12,
+            "pre_vote": False,
+            "granted": True,
+            "known_epoch": 12,
+            "echo_ms": 900,
         },
     ),
     (Resign(sender=6, epoch=12), {"type": "RESIGN", "from": 6, "epoch": 12}),

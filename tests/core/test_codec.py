@@ -147,6 +147,14 @@ _BAD_ID_LISTS: list[Any] = [
 ]
 
 
+# wire fields that may be null, per message type (CONFIRM's stamp and CONFIRMED's echo may not)
+_NULLABLE: dict[str, set[str]] = {
+    "HEARTBEAT": {"leader", "sent_ms", "echo_ms"},
+    "PROPOSE": {"resigned_leader", "sent_ms"},
+    "PROMISE": {"echo_ms"},
+}
+
+
 def _payload_rows() -> list[Any]:
     """(id, payload bytes): each one wrong in exactly one way."""
     rows: list[Any] = []
@@ -198,12 +206,8 @@ def _payload_rows() -> list[Any]:
                 add_signed(f"missing-{key}-{name}", {k: v for k, v in wire.items() if k != key})
             if key in _INT_FIELDS:
                 for bad in _BAD_INTS:
-                    if (
-                        bad is None
-                        and wire["type"] == "HEARTBEAT"
-                        and key in {"leader", "sent_ms", "echo_ms"}
-                    ):
-                        continue  # a heartbeat's leader may be null: no leader known
+                    if bad is None and key in _NULLABLE.get(wire["type"], set()):
+                        continue  # e.g. a heartbeat's leader may be null: no leader known
                     add_signed(f"bad-{key}={bad!r}-{name}", {**wire, key: bad})
             elif key in _BOOL_FIELDS:
                 for bad in _BAD_BOOLS:
