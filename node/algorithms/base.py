@@ -117,6 +117,7 @@ class ElectionNode:
         self._highest_epoch_seen = state.epoch  # volatile: from voters' answers, to propose above them
         self._had_quorum = False
         self._handoff_from: int | None = None
+        self._successors: set[int] = set()  # after a RESIGN: the higher live ids, one of which succeeds
         self._started_at_ms: int | None = None
         # follower: the leader whose stamp we echoed last, and until when it may count on our support
         self._lease_owed_to: int | None = None
@@ -332,6 +333,11 @@ class ElectionNode:
     def _peer_down(self, peer_id: int) -> None:
         if peer_id == self._leader_id and not self._is_leader:
             self._leader_lost(f"leader {peer_id} is unreachable")
+        if peer_id in self._successors:
+            self._successors.discard(peer_id)
+            if not self._successors and self._leader_id is None and not self._is_leader:
+                self._abandon_election()
+                self._begin_election(f"node {peer_id}, the successor of the resigned leader, is unreachable")
         self._on_peer_unavailable(peer_id)
 
     def _check_quorum(self) -> None:
@@ -456,7 +462,7 @@ class ElectionNode:
                 self._fail_attempt(f"no majority confirmed epoch {self._confirming.epoch} in time")
         elif timer is TimerId.COORDINATOR:
             if self._leader_id is None and not self._is_leader:
-                self._reset_election()
+                self._abandon_election()  # a handoff that did not happen is over too: the full path now
                 self._begin_election("no COORDINATOR arrived in time")
         else:
             self._on_algorithm_timer(timer)
@@ -487,7 +493,23 @@ class ElectionNode:
             self._set_timer(TimerId.LISTEN, self._listen_ms())
             return
         self._log("election_started", f"starts an election: {reason}")
+        if self._handoff_from is not None and self._defer_to_successor():
+            return
         self._start_election()
+
+    def _defer_to_successor(self) -> bool:
+        """Our leader resigned. The highest live id succeeds it: it got the same RESIGN and runs at once,
+        so a lower id asks nobody (no ELECTION/OK cascade, no rival ring tokens) and waits for its
+        COORDINATOR; it starts over if every higher live id becomes unreachable meanwhile."""
+        self._successors = {
+            peer_id
+            for peer_id in self.settings.peer_ids
+            if peer_id > self.node_id and self._detector.is_available(peer_id)
+        }
+        if not self._successors:
+            return False  # we are the successor
+        self._wait_for_coordinator()
+        return True
 
     def _leader_lost(self, reason: str) -> None:
         if self._leader_id is None:
@@ -575,6 +597,7 @@ class ElectionNode:
     def _abandon_election(self) -> None:
         self._proposal = None
         self._confirming = None
+        self._successors = set()
         self._backoff_pending = False
         self._handoff_from = None
         for timer in (TimerId.PROPOSAL, TimerId.BACKOFF, TimerId.COORDINATOR, TimerId.LISTEN):

@@ -44,15 +44,7 @@ class Bully(ElectionNode):
     def _start_election(self) -> None:
         higher = self._higher_ids()
         if self._handoff_from is not None:
-            # The leader resigned: its successor is the highest live id, which got the same RESIGN and
-            # runs at once. Asking it with ELECTION would only make it answer OK: wait for its COORDINATOR
-            # (or, being that id, run at once).
-            successors = {peer_id for peer_id in higher if self._detector.is_available(peer_id)}
-            if not successors:
-                self._propose()
-                return
-            self._deferred_to = successors
-            self._wait_for_coordinator()
+            self._propose()  # the leader resigned and no higher id is live: we succeed it (base)
             return
         for peer_id in higher:
             self._send(peer_id, Election(self.node_id, self.epoch, initiator=self.node_id))

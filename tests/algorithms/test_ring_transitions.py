@@ -294,6 +294,42 @@ ROWS = [
         role=Role.FOLLOWER,
     ),
     Row(
+        "RESIGN of our leader, the highest live id: it runs at once (no pre-vote), its token goes round",
+        lambda: following(4, leader_id=5, epoch=4),
+        lambda n: n.receive(Resign(5, 4)),
+        [
+            "leader_lost",
+            "election_started",
+            DurableState(8, 4),
+            Timer(TimerId.ELECTION, 5000),
+            (1, token(4, 8, 4, 4)),
+        ],
+        Phase.AWAIT_TOKEN,
+        Role.CANDIDATE,
+    ),
+    Row(
+        "RESIGN of our leader, a higher id is live: no rival token, wait for the successor's COORDINATOR",
+        lambda: following(2, leader_id=5, epoch=4),
+        lambda n: n.receive(Resign(5, 4)),
+        ["leader_lost", "election_started", Timer(TimerId.COORDINATOR, 5000)],
+        Phase.AWAIT_COORDINATOR,
+        Role.CANDIDATE,
+    ),
+    Row(
+        "after a RESIGN, every higher id we waited for is unreachable: a full election (pre-vote first),"
+        " which fails at once here since only 1 and 2 are left to answer",
+        lambda: _then_unreachable(_then(following(2, leader_id=5, epoch=4), Resign(5, 4)), 3),
+        lambda n: n.unreachable(4),
+        [
+            "election_started",
+            ("all", Propose(2, 5, pre_vote=True)),
+            Timer(TimerId.PROPOSAL, 5000),
+            "election_failed",
+            "backoff",
+        ],
+        role=Role.CANDIDATE,
+    ),
+    Row(
         "token while following a live leader: refused (no disruption on rejoin)",
         lambda: following(2, leader_id=5, epoch=4),
         lambda n: n.receive(token(1, 10, 1, 1)),
