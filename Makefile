@@ -17,8 +17,8 @@ $(STAMP): requirements-dev.txt requirements-deploy.txt pyproject.toml
 	rm -f $(VENV)/.stamp-* && touch $@
 
 lint: venv
-	$(VENV)/bin/ruff check node tests
-	$(VENV)/bin/ruff format --check node tests
+	$(VENV)/bin/ruff check node tests benchmarks
+	$(VENV)/bin/ruff format --check node tests benchmarks
 
 typecheck: venv
 	$(VENV)/bin/mypy
