@@ -182,10 +182,10 @@ def test_restarted_highest_id_rejoins_without_taking_over(make_cluster: Callable
     assert cluster.agreed_leader() == (leader, epoch)
 
 
-def test_three_nodes_started_together_converge_on_one_leader_and_epoch(
-    make_cluster: Callable[..., Cluster],
-) -> None:
-    cluster = make_cluster(*MEMBERS)
+def three_started_together_converge(make_cluster: Callable[..., Cluster], algorithm: str) -> None:
+    """Nodes 1, 2, 3 of five start at once (4 and 5 refuse connections): one leader, 3 (the highest id
+    in Bully; the highest id the token collects in Ring), and one epoch on all three."""
+    cluster = make_cluster(*MEMBERS, algorithm=algorithm)
     cluster.start(1, 2, 3)  # a bare majority of the five members
     leader, epoch = cluster.wait_leader((1, 2, 3), timeout_s=2 * HEARTBEAT_S + 2 * ELECTION_TIMEOUT_S + 10)
     assert leader == 3
@@ -193,6 +193,12 @@ def test_three_nodes_started_together_converge_on_one_leader_and_epoch(
     assert {s["epoch"] for s in statuses.values() if s is not None} == {epoch}
     leaders = [e for n in (1, 2, 3) for e in cluster.events(n, "became_leader")]
     assert [(e["NODE_ID"], int(e["EPOCH"])) for e in leaders] == [("3", epoch)], leaders
+
+
+def test_three_nodes_started_together_converge_on_one_leader_and_epoch(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    three_started_together_converge(make_cluster, "bully")
 
 
 def test_sigterm_of_the_leader_hands_off_to_a_successor_quickly(

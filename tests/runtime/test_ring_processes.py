@@ -14,7 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from .cluster import Cluster, wait_until
-from .test_bully_processes import ELECTION_TIMEOUT_S, HEARTBEAT_S, MEMBERS, events_since, wait_new_leader
+from .test_bully_processes import (
+    ELECTION_TIMEOUT_S,
+    MEMBERS,
+    events_since,
+    three_started_together_converge,
+    wait_new_leader,
+)
 
 
 def started_ring(make_cluster: Callable[..., Cluster]) -> tuple[Cluster, int, int]:
@@ -96,11 +102,4 @@ def test_a_node_restarted_mid_election_rejoins_without_an_election_of_its_own(
 def test_three_nodes_started_together_converge_on_one_leader_and_epoch(
     make_cluster: Callable[..., Cluster],
 ) -> None:
-    cluster = make_cluster(*MEMBERS, algorithm="ring")
-    cluster.start(1, 2, 3)  # a bare majority of the five members; 4 and 5 refuse connections
-    leader, epoch = cluster.wait_leader((1, 2, 3), timeout_s=2 * HEARTBEAT_S + 2 * ELECTION_TIMEOUT_S + 10)
-    assert leader == 3
-    statuses = cluster.statuses((1, 2, 3))
-    assert {s["epoch"] for s in statuses.values() if s is not None} == {epoch}
-    leaders = [e for n in (1, 2, 3) for e in cluster.events(n, "became_leader")]
-    assert [(e["NODE_ID"], int(e["EPOCH"])) for e in leaders] == [("3", epoch)], leaders
+    three_started_together_converge(make_cluster, "ring")
