@@ -50,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.runtime.cluster import Cluster, wait_until  # needs the repository root
+from tests.runtime.cluster import Cluster, unwind_on_sigterm, wait_until  # needs the repository root
 
 MEMBERS = (1, 2, 3, 4, 5)
 MAJORITY = 3
@@ -451,4 +451,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    unwind_on_sigterm()
     sys.exit(main())

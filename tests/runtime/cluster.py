@@ -65,6 +65,16 @@ def free_port() -> int:
     raise RuntimeError("no free port found below the ephemeral range")
 
 
+def unwind_on_sigterm() -> None:
+    """Make SIGTERM raise SystemExit in the main thread, so that `finally` blocks (Cluster.close) run and
+    no node outlives a benchmark that was stopped."""
+
+    def handler(signum: int, _frame: object) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def wait_until(predicate: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.01) -> T:
     """Poll `predicate` until it returns something truthy; fail naming `what` at the deadline."""
     deadline = time.monotonic() + timeout_s
