@@ -549,8 +549,11 @@ class ElectionNode:
         confirming = self._confirming
         if confirming is None:
             return
-        if 1 + len(confirming.leases) >= self.settings.quorum_size:
-            self._become_leader(confirming.epoch, confirming.leases)
+        # Only confirmations whose echo is younger than failure_timeout back us: a winner that was paused
+        # (SIGSTOP) may read them long after its stamp, before its overdue PROPOSAL timer fires.
+        live = {voter: until_ms for voter, until_ms in confirming.leases.items() if until_ms > self._now_ms}
+        if 1 + len(live) >= self.settings.quorum_size:
+            self._become_leader(confirming.epoch, live)
             return
         may_still_confirm = [
             peer_id
@@ -559,7 +562,7 @@ class ElectionNode:
             and peer_id not in confirming.refused
             and self._detector.is_available(peer_id)
         ]
-        if 1 + len(confirming.leases) + len(may_still_confirm) < self.settings.quorum_size:
+        if 1 + len(live) + len(may_still_confirm) < self.settings.quorum_size:
             self._fail_attempt(
                 f"{len(confirming.refused)} no longer hold their promise of epoch {confirming.epoch} "
                 f"and too few others can confirm it"

@@ -714,6 +714,15 @@ ROWS: list[Row] = [
         role=CANDIDATE,
     ),
     Row(
+        "a winner paused past stamp + failure_timeout reads a late confirmation before its overdue timer:"
+        " the expired echoes back nothing, so it does not lead; its timer ends the attempt (simulator seed"
+        " 98067, where the winner claimed epoch 1 after epoch 2 had a leader)",
+        node5_confirmed_by_1_peers_heard_at_5000,
+        lambda n: [*n.receive(confirmed(3, 4, 2121), 5200), *n.fire(PROPOSAL, 5200)],
+        [log("election_failed", WARNING, epoch=4), SetTimer(BACKOFF, 5334)],
+        role=CANDIDATE,
+    ),
+    Row(
         "voter: CONFIRM of the promise it holds: CONFIRMED echoing the winner's stamp",
         node2_promised_4_to_5,
         lambda n: n.receive(confirm(5, 4, sent_ms=1200), 1005),
