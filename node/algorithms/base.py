@@ -259,14 +259,22 @@ class ElectionNode:
         echo_ms = self._leader_stamp_ms if self._leader_id is not None else None
         return Heartbeat(self.node_id, self.epoch, self._leader_id, echo_ms=echo_ms)
 
+    def _support_until_ms(self, echo_ms: int) -> int:
+        """How long a peer that echoed our stamp `echo_ms` backs us. Never trust a stamp from our future
+        (a peer's bug must not extend our lease)."""
+        return min(echo_ms, self._now_ms) + self.settings.failure_timeout_ms
+
+    def _unexpired(self, leases: dict[int, int]) -> dict[int, int]:
+        return {peer_id: until_ms for peer_id, until_ms in leases.items() if until_ms > self._now_ms}
+
     def _lease_supporters(self) -> int:
         """This leader plus the followers whose acknowledged support has not run out."""
-        return 1 + sum(1 for until_ms in self._lease_until_ms.values() if until_ms > self._now_ms)
+        return 1 + len(self._unexpired(self._lease_until_ms))
 
     def _lease_deadline_ms(self) -> int | None:
         """When support would fall below a majority if no echo arrives: the (quorum-1)-th longest lease."""
         needed = self.settings.quorum_size - 1
-        leases = sorted((t for t in self._lease_until_ms.values() if t > self._now_ms), reverse=True)
+        leases = sorted(self._unexpired(self._lease_until_ms).values(), reverse=True)
         return leases[needed - 1] if needed and len(leases) >= needed else None
 
     def _reachable(self) -> int:
@@ -551,7 +559,7 @@ class ElectionNode:
             return
         # Only confirmations whose echo is younger than failure_timeout back us: a winner that was paused
         # (SIGSTOP) may read them long after its stamp, before its overdue PROPOSAL timer fires.
-        live = {voter: until_ms for voter, until_ms in confirming.leases.items() if until_ms > self._now_ms}
+        live = self._unexpired(confirming.leases)
         if 1 + len(live) >= self.settings.quorum_size:
             self._become_leader(confirming.epoch, live)
             return
@@ -635,7 +643,7 @@ class ElectionNode:
                 self._on_pre_vote_won(max(self.epoch, proposal.known_epoch))
             else:
                 self._proposal = None
-                live = {voter: t for voter, t in proposal.leases.items() if t > self._now_ms}
+                live = self._unexpired(proposal.leases)
                 if 1 + len(live) >= self.settings.quorum_size:
                     self._become_leader(proposal.epoch, live)  # the grants were the confirmations
                 else:
@@ -746,8 +754,7 @@ class ElectionNode:
         proposal.known_epoch = max(proposal.known_epoch, message.known_epoch)
         (proposal.grants if message.granted else proposal.rejects).add(message.sender)
         if message.granted and message.echo_ms is not None and message.echo_ms == proposal.stamp_ms:
-            until_ms = min(message.echo_ms, self._now_ms) + self.settings.failure_timeout_ms
-            proposal.leases[message.sender] = until_ms
+            proposal.leases[message.sender] = self._support_until_ms(message.echo_ms)
         self._tally()
 
     # ------------------------------------------------------------------ leader announcements
@@ -766,8 +773,7 @@ class ElectionNode:
             and message.epoch == self.epoch
             and message.echo_ms is not None
         ):
-            # Never trust a stamp from our future (a peer's bug must not extend our lease).
-            until_ms = min(message.echo_ms, self._now_ms) + self.settings.failure_timeout_ms
+            until_ms = self._support_until_ms(message.echo_ms)
             self._lease_until_ms[message.sender] = max(self._lease_until_ms.get(message.sender, 0), until_ms)
         if message.sender == self._leader_id and not self._is_leader:
             self._leader_lost(f"leader {message.sender} no longer claims to lead")
@@ -787,8 +793,7 @@ class ElectionNode:
         confirming = self._confirming
         if confirming is None or message.epoch != confirming.epoch or message.echo_ms != confirming.stamp_ms:
             return  # an answer to an earlier attempt
-        until_ms = min(message.echo_ms, self._now_ms) + self.settings.failure_timeout_ms
-        confirming.leases[message.sender] = until_ms
+        confirming.leases[message.sender] = self._support_until_ms(message.echo_ms)
         self._tally_confirmations()
 
     def _on_coordinator(self, message: Coordinator) -> None:
