@@ -6,8 +6,7 @@ epoch, leader), not their prose; `CancelTimer`s of timers that were not armed ar
 ignores them). Every step is also checked for persist-before-send (harness.check_persist_before_send).
 
 Defaults (Settings): heartbeat 1000 ms, failure 3000 ms, election 5000 ms, listen 2 x heartbeat, five
-members 1..5. Rows that pin a known deviation from issue 3 are strict xfails whose reason is the
-diagnosis; when the code is fixed they XPASS, fail, and the marker must go.
+members 1..5.
 """
 
 from __future__ import annotations
@@ -87,11 +86,6 @@ class Row:
     then: list[Any]
     role: Role | None = None  # the role afterwards, when the row is about it
     durable: DurableState | None = None  # the durable state afterwards, when the row is about it
-    marks: tuple[Any, ...] = ()
-
-
-def xfail(reason: str) -> tuple[Any, ...]:
-    return (pytest.mark.xfail(strict=True, reason=reason),)
 
 
 # ------------------------------------------------------------------------------------------ given states
@@ -1182,7 +1176,7 @@ def _heard(node: Driven, *peer_ids: int) -> Driven:
     return node
 
 
-@pytest.mark.parametrize("row", [pytest.param(r, id=r.id, marks=r.marks) for r in ROWS])
+@pytest.mark.parametrize("row", [pytest.param(r, id=r.id) for r in ROWS])
 def test_transition(row: Row) -> None:
     node = row.given()
     actions = row.when(node)
