@@ -20,10 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.runtime.cluster import (
-    Cluster,
-    unwind_on_sigterm,
-)  # after the sys.path line: needs the repository root
+from tests.runtime.cluster import Cluster, unwind_on_sigterm  # needs the repository root
 
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
