@@ -159,10 +159,8 @@ def _report(result: RunResult, single: bool, out: TextIO) -> None:
         print("trace tail:", file=out)
         for line in result.trace_tail[-TRACE_TAIL_PRINTED:]:
             print(f"  {line}", file=out)
-    print(
-        f"reproduce with: {reproduce_command(config)}",
-        file=out,
-    )
+    print(f"reproduce with: {reproduce_command(config)}", file=out)
+    out.flush()  # a failure of a long sweep shows in its log at once, not when the buffer fills
 
 
 def reproduce_command(config: RunConfig) -> str:
