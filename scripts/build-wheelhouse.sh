@@ -24,7 +24,7 @@ tar -C "$REPO_ROOT" -c \
     --exclude=./.git --exclude=./.venv --exclude=./.cache --exclude=./build --exclude=./dist \
     --exclude='*.egg-info' --exclude=__pycache__ --exclude=./.mypy_cache --exclude=./.ruff_cache \
     --exclude=./.pytest_cache --exclude=./.hypothesis --exclude=./artifacts --exclude=./molecule \
-    --exclude=./deploy --exclude=./inventory . | tar -C "$src" -x
+    --exclude=./deploy --exclude=./inventory --exclude=./inventory-vagrant . | tar -C "$src" -x
 
 log "building wheelhouse -> $out"
 export SOURCE_DATE_EPOCH=315532800 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -56,11 +56,11 @@ for id in "${NODES[@]}"; do
     wait_systemd_running "leader-node-$id" 60
 done
 
-log "ansible-playbook deploy/site.yml -i inventory/containers.yml"
-"$VENV/bin/ansible-playbook" deploy/site.yml -i inventory/containers.yml
+log "ansible-playbook deploy/site.yml -i inventory"
+"$VENV/bin/ansible-playbook" deploy/site.yml -i inventory
 
 # The leader deadline derives from the cluster's own timers (inventory group_vars).
-read -r election failure < <("$VENV/bin/ansible-inventory" -i inventory/containers.yml --host leader-node-1 |
+read -r election failure < <("$VENV/bin/ansible-inventory" -i inventory --host leader-node-1 |
     "$VENV/bin/python" -c 'import json, sys; v = json.load(sys.stdin)
 print(v.get("leader_node_election_timeout", "5s"), v.get("leader_node_failure_timeout", "3s"))')
 urls=()

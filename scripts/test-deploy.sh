@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make test-deploy: the Ansible code and the deployed service, for real.
 #  1. ansible-lint, production profile (.ansible-lint)
-#  2. syntax check of the playbooks against the container inventory
+#  2. syntax check of the playbooks against the container inventory (`-i inventory`, as documented)
+#     and the VM inventory (`-i inventory-vagrant`)
 #  3. Molecule scenarios on real systemd containers, each a full `molecule test` (leftovers removed,
 #     create, converge with deploy/site.yml, verify with pytest-testinfra, destroy) for each algorithm:
 #     default (the deploy, with idempotence), then the fault scenarios kill-leader, partition, rejoin,
@@ -21,7 +22,8 @@ log "ansible-lint (production profile)"
 ansible-lint
 
 log "syntax check"
-ansible-playbook --syntax-check -i inventory/containers.yml deploy/site.yml deploy/rolling-restart.yml
+ansible-playbook --syntax-check -i inventory deploy/site.yml deploy/rolling-restart.yml
+ansible-playbook --syntax-check -i inventory-vagrant deploy/site.yml deploy/rolling-restart.yml
 
 ensure_docker
 # Every scenario for each algorithm, `default` (the deploy itself) first. One scenario at a time: they
