@@ -115,7 +115,8 @@ remove_networks_matching() {
     done
 }
 
-# The capability set that runs systemd as PID 1 here (HOSTLAB.md: --privileged fails on this machine).
+# The capability set that runs systemd as PID 1 here: --privileged fails on these machines
+# (docs/deploy.md, "systemd in a container").
 SYSTEMD_RUN_FLAGS=(
     --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add NET_RAW
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined

@@ -1,4 +1,4 @@
-"""node.toml -> a validated, frozen NodeConfig (the contract is in docs/ARCHITECTURE.md, "Config").
+"""node.toml -> a validated, frozen NodeConfig (every key, default and error: docs/configuration.md).
 
 Every error names the offending field, so that `leader-node check-config` tells an operator exactly what
 to fix. Relative paths (`secret_file`, `state_dir`) are resolved against the config file's directory.

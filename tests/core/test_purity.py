@@ -1,4 +1,4 @@
-"""The pure layers import no I/O, clocks, randomness, concurrency or logging (ARCHITECTURE.md, STYLE.md)."""
+"""The pure layers import no I/O, clocks, randomness, concurrency or logging (docs/architecture.md)."""
 
 from __future__ import annotations
 
