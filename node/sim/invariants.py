@@ -3,7 +3,7 @@
 The monitors see only observations (what a node persisted, sent, logged and reports in its view), never
 the simulator itself, so that tests can feed them hand-made bad observations.
 
-Safety rules (ARCHITECTURE.md, "Safety rules"):
+Safety rules (docs/architecture.md, "Safety rules"):
 1. one-leader-per-epoch: no two nodes ever lead under the same epoch. Also checked against ground truth:
    a node becomes leader of E only when a majority has *persisted* a promise of E to one candidate
    (itself in Bully, the ring election's initiator in Ring: `leader-without-quorum`), and a node never
