@@ -668,18 +668,46 @@ class ElectionNode:
     def _on_pre_vote_won(self, known_epoch: int) -> None:
         """Hook: a majority would promise. Bind it to an epoch above `known_epoch`, the highest epoch any
         voter reported; here by a broadcast proposal (Ring passes a token round the ring instead)."""
-        epoch = known_epoch + 1
-        self._persist(DurableState(epoch, self.node_id))
-        self._proposal = Proposal(epoch=epoch, pre_vote=False, grants={self.node_id})
-        self._proposal.known_epoch = epoch
         # A handoff has no rival candidates to wait out: its grants may double as confirmations.
-        stamp_ms = self._now_ms if self._handoff_from is not None else None
-        self._proposal.stamp_ms = stamp_ms
+        self._propose_binding(
+            self._epoch_above(known_epoch),
+            stamped=self._handoff_from is not None,
+            resigned=self._handoff_from,
+        )
+
+    def _epoch_above(self, known_epoch: int) -> int:
+        """The epoch this node proposes when `known_epoch` is the highest it knows of (Ring: a ballot)."""
+        return known_epoch + 1
+
+    def _propose_binding(self, epoch: int, *, stamped: bool, resigned: int | None = None) -> None:
+        """Persist a promise of `epoch` to ourselves, then ask every peer for theirs. A stamped proposal
+        carries our clock: a grant echoes it and backs us like a CONFIRMED, so no confirmation round."""
+        self._persist(DurableState(epoch, self.node_id))
+        stamp_ms = self._now_ms if stamped else None
+        self._proposal = Proposal(
+            epoch=epoch, pre_vote=False, grants={self.node_id}, known_epoch=epoch, stamp_ms=stamp_ms
+        )
         self._broadcast(
-            Propose(self.node_id, epoch, pre_vote=False, resigned_leader=self._handoff_from, sent_ms=stamp_ms)
+            Propose(self.node_id, epoch, pre_vote=False, resigned_leader=resigned, sent_ms=stamp_ms)
         )
         self._set_timer(TimerId.PROPOSAL, self.settings.election_timeout_ms)
         self._tally()
+
+    def _reelect(self, reason: str) -> None:
+        """A leader with a live lease learned of a higher epoch that no rival leads: leave the old epoch
+        and propose one above everything heard of, stamped, with no pre-vote. Our followers back us (a
+        voter promises its own live leader) and their grants are the confirmations, so we lead again one
+        round trip later; if a majority does not grant, the attempt fails into the ordinary election."""
+        epoch = self._epoch_above(max(self.epoch, self._highest_epoch_seen))
+        self._log(
+            "reelection_started",
+            f"leaves epoch {self.epoch} and runs again for epoch {epoch} as its incumbent leader: {reason}",
+            LogLevel.NOTICE,
+        )
+        self._is_leader = False
+        self._leader_id = None
+        self._abandon_election()
+        self._propose_binding(epoch, stamped=True)
 
     def _fail_attempt(self, reason: str) -> None:
         self._proposal = None
@@ -698,15 +726,26 @@ class ElectionNode:
     def _may_promise(
         self, candidate: int, epoch: int, pre_vote: bool, resigned_leader: int | None = None
     ) -> bool:
-        if self._in_startup_blackout() or self._owes_lease(resigned_leader, candidate):
-            return False
+        return not self._abstains(candidate, resigned_leader) and self._may_vote(
+            candidate, epoch, pre_vote, resigned_leader
+        )
+
+    def _abstains(self, candidate: int, resigned_leader: int | None = None) -> bool:
+        """For now this node votes for nobody (it may still back a leader it cannot see); this passes."""
+        return self._in_startup_blackout() or self._owes_lease(resigned_leader, candidate)
+
+    def _may_vote(
+        self, candidate: int, epoch: int, pre_vote: bool, resigned_leader: int | None = None
+    ) -> bool:
+        """The lasting rules: one candidate per epoch, epochs only go up, a live leader is not disrupted."""
         if epoch < self.epoch:
             return False
         if epoch == self.epoch and (pre_vote or self._durable.voted_for != candidate):
             return False  # at most one candidate per epoch; a repeat to the same one is answered again
         if self._is_leader:
             return self.settings.preempt and candidate > self.node_id
-        if self._leader_is_live() and resigned_leader != self._leader_id:
+        if self._leader_is_live() and self._leader_id not in (candidate, resigned_leader):
+            # Our own leader may ask (its re-election: _reelect); anyone else would disrupt it.
             assert self._leader_id is not None
             return self.settings.preempt and candidate > self._leader_id
         return True
@@ -778,7 +817,13 @@ class ElectionNode:
         if message.sender == self._leader_id and not self._is_leader:
             self._leader_lost(f"leader {message.sender} no longer claims to lead")
         elif self._is_leader and message.epoch > self.epoch:
-            self._step_down(f"node {message.sender} knows the higher epoch {message.epoch}")
+            if message.leader_id in (None, self.node_id):
+                # Not a rival's follower: a rejoining node, or a candidacy that never won. Keep office
+                # and move our followers above it (docs/algorithms.md, "Re-election of the incumbent").
+                self._reelect(f"node {message.sender} holds the higher epoch {message.epoch}")
+                return
+            rival = f"node {message.leader_id}"
+            self._step_down(f"node {message.sender} follows {rival} under the higher epoch {message.epoch}")
             self._begin_election("stepped down")
 
     def _on_confirm(self, message: Confirm) -> None:

@@ -92,7 +92,8 @@ class Ring(ElectionNode):
         if isinstance(message, Election):
             if message.initiator != self.node_id:
                 path = path[: path.index(message.initiator) + 1]
-            live = [p for p in path if p not in message.ids and self._detector.is_available(p)]
+            passed = (*message.ids, *message.abstained)
+            live = [p for p in path if p not in passed and self._detector.is_available(p)]
             fallback = path[-1:] if message.initiator != self.node_id else []
         else:
             if message.leader_id != self.node_id:
@@ -115,6 +116,9 @@ class Ring(ElectionNode):
         return (epoch // size + 1) * size + self.ring.index(self.node_id)
 
     # ------------------------------------------------------------------ hooks
+
+    def _epoch_above(self, known_epoch: int) -> int:
+        return self.ballot_above(known_epoch)  # also for an incumbent's re-election (base._reelect)
 
     def _on_pre_vote_won(self, known_epoch: int) -> None:
         self._proposal = None
@@ -201,10 +205,14 @@ class Ring(ElectionNode):
             )
             self._pass_on(replace(token, sender=self.node_id))
             return
-        if self.node_id in token.ids or (token.epoch, token.initiator) == self._relayed_token:
+        seen = self.node_id in token.ids or self.node_id in token.abstained
+        if seen or (token.epoch, token.initiator) == self._relayed_token:
             return  # a copy (network duplicate, or a resend after a repair): the first one went on
         if not self._well_formed(token):
             self._log("message_rejected", f"drops a malformed token {token}", LogLevel.WARNING)
+            return
+        if self._abstains(token.initiator) and self._may_vote(token.initiator, token.epoch, pre_vote=False):
+            self._abstain(token)
             return
         if not self._may_promise(token.initiator, token.epoch, pre_vote=False):
             self._refuse(token)
@@ -224,14 +232,27 @@ class Ring(ElectionNode):
         self._relayed_token = (token.epoch, token.initiator)
         self._pass_on(replace(token, sender=self.node_id, ids=(*token.ids, self.node_id)))
 
+    def _abstain(self, token: Election) -> None:
+        """We may not vote yet, but the others may: pass the token on without our id (a refusal here
+        would kill the round, and with it every vote still to come). Nothing is promised or persisted."""
+        self._log(
+            "election_abstained",
+            f"passes node {token.initiator}'s ring election of epoch {token.epoch} on without voting "
+            f"({'start-up blackout' if self._in_startup_blackout() else 'still backing a lease'})",
+            peer_id=token.initiator,
+        )
+        self._relayed_token = (token.epoch, token.initiator)
+        self._pass_on(replace(token, sender=self.node_id, abstained=(*token.abstained, self.node_id)))
+
     def _well_formed(self, token: Election) -> bool:
-        ids = token.ids
+        ids, abstained = token.ids, token.abstained
         members = set(self.ring)
+        listed = (*ids, *abstained)
         return (
             token.initiator in members
             and ids[:1] == (token.initiator,)
-            and len(set(ids)) == len(ids)
-            and set(ids) <= members
+            and len(set(listed)) == len(listed)
+            and set(listed) <= members
         )
 
     def _refuse(self, token: Election) -> None:
@@ -284,7 +305,10 @@ class Ring(ElectionNode):
             self._take_office(message)
             return
         self._on_leader_claim(message.leader_id, message.epoch, via=message.sender)
-        if self._leader_id == message.leader_id and self.epoch == message.epoch:
+        # Passed on also when it is stale for us (we fenced its leader): the nodes after us judge it for
+        # themselves, so one node cannot end the round for all. Never an epoch above our durable one.
+        following = self._leader_id == message.leader_id and self.epoch == message.epoch
+        if following or message.epoch < self.epoch:
             self._relayed_coordinator = (message.epoch, message.initiator)
             self._pass_on(replace(message, sender=self.node_id))
 

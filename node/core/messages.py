@@ -55,6 +55,10 @@ def _check_ids(name: str, value: object) -> None:
         _check_node_id(name, item)
 
 
+# Fields added after the first release: left off the wire while they hold their default, so that a peer
+# of the previous release (which rejects unknown fields) still reads every frame that does not use them.
+_OMITTED_AT_DEFAULT = frozenset({"abstained"})
+
 # attribute name -> (wire name, validator)
 _Validator = Callable[[str, object], None]
 _FIELD_SPECS: dict[str, tuple[str, _Validator]] = {
@@ -63,6 +67,7 @@ _FIELD_SPECS: dict[str, tuple[str, _Validator]] = {
     "leader_id": ("leader", _check_optional_node_id),
     "initiator": ("initiator", _check_node_id),
     "ids": ("ids", _check_ids),
+    "abstained": ("abstained", _check_ids),
     "pre_vote": ("pre_vote", _check_bool),
     "granted": ("granted", _check_bool),
     "known_epoch": ("known_epoch", _check_node_id),
@@ -90,6 +95,8 @@ class _Wire:
         body: dict[str, Any] = {"type": self.TYPE.value}
         for f in fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
+            if f.name in _OMITTED_AT_DEFAULT and value == f.default:
+                continue
             body[_FIELD_SPECS[f.name][0]] = list(value) if isinstance(value, tuple) else value
         return body
 
@@ -114,13 +121,16 @@ class Heartbeat(_Wire):
 
 @dataclass(frozen=True, slots=True)
 class Election(_Wire):
-    """Bully: sent to higher ids. Ring: the token, `ids` collected so far, `epoch` proposed by `initiator`."""
+    """Bully: sent to higher ids. Ring: the token, `ids` collected so far, `epoch` proposed by `initiator`;
+    `abstained` lists the nodes that passed it on without voting (in their start-up blackout, or still
+    backing a leader's lease): they promised nothing, and the token does not come back to them."""
 
     TYPE: ClassVar[MsgType] = MsgType.ELECTION
     sender: int
     epoch: int
     initiator: int
     ids: tuple[int, ...] = ()
+    abstained: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """Per-epoch timeline of a cluster history: who led, from when to when, and who followed.
 
 A term begins when a node logs `became_leader` under an epoch and ends at that node's next
-`stepped_down`, `quorum_lost` or `stopping`, at its next `started` (it crashed and came back), or at any
+`stepped_down`, `quorum_lost`, `reelection_started` (it leaves the epoch to lead a higher one) or
+`stopping`, at its next `started` (it crashed and came back), or at any
 later event of it under a higher epoch. A term with no end is still open at the end of the history.
 A follower is a node that logged `leader_accepted` naming that leader under that epoch.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 from node.history.model import HistoryEvent, ordered
 
-END_EVENTS = frozenset({"stepped_down", "quorum_lost", "stopping"})
+END_EVENTS = frozenset({"stepped_down", "quorum_lost", "reelection_started", "stopping"})
 
 
 @dataclass(slots=True)

@@ -200,6 +200,8 @@ def own_epoch(message: Message) -> int | None:
         return None if message.pre_vote else message.epoch
     if isinstance(message, Promise):
         return message.epoch if message.granted and not message.pre_vote else None
+    if isinstance(message, Election) and message.sender in message.abstained:
+        return None  # a ring token passed on without a vote carries the initiator's epoch
     return message.epoch
 
 

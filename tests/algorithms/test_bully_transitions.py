@@ -875,9 +875,9 @@ ROWS: list[Row] = [
         ],
     ),
     Row(
-        "a leader steps down on any heartbeat with a higher epoch, and proposes above it",
+        "a leader steps down on a heartbeat that follows a rival under a higher epoch, and proposes above it",
         lambda: leader(5, epoch=4),
-        lambda n: n.receive(hb(3, 5, None), LEADER_MS + 100),
+        lambda n: n.receive(hb(3, 5, 2), LEADER_MS + 100),
         [
             log("stepped_down", WARNING, epoch=4, leader=5),
             log("election_started", epoch=4),
@@ -885,6 +885,57 @@ ROWS: list[Row] = [
             SetTimer(PROPOSAL, LEADER_MS + 100 + 5000),
             RoleChanged(CANDIDATE, None, 4),
         ],
+    ),
+    Row(
+        "a leader that hears a higher epoch nobody leads re-runs above it at once: stamped, no pre-vote",
+        lambda: leader(5, epoch=4),
+        lambda n: n.receive(hb(3, 7, None), LEADER_MS + 100),
+        [
+            log("reelection_started", NOTICE, epoch=4, leader=5),
+            Persist(DurableState(8, 5)),
+            Broadcast(Propose(5, 8, pre_vote=False, sent_ms=LEADER_MS + 100)),
+            SetTimer(PROPOSAL, LEADER_MS + 100 + 5000),
+            RoleChanged(CANDIDATE, None, 8),
+        ],
+        durable=DurableState(8, 5),
+    ),
+    Row(
+        "re-election: the followers' grants echo the stamp, so the incumbent leads again a round trip later",
+        lambda: _then(leader(5, epoch=4), hb(3, 7, None), LEADER_MS + 100),
+        lambda n: [
+            *n.receive(
+                Promise(1, 8, False, granted=True, known_epoch=8, echo_ms=LEADER_MS + 100), LEADER_MS + 103
+            ),
+            *n.receive(
+                Promise(2, 8, False, granted=True, known_epoch=8, echo_ms=LEADER_MS + 100), LEADER_MS + 104
+            ),
+        ],
+        [
+            CancelTimer(PROPOSAL),
+            log("became_leader", NOTICE, epoch=8, leader=5),
+            Broadcast(coordinator(5, 8)),
+            RoleChanged(LEADER, 5, 8),
+        ],
+        role=LEADER,
+    ),
+    Row(
+        "a follower grants its own live leader's binding proposal (re-election) and echoes the stamp",
+        lambda: follower(2),
+        lambda n: n.receive(Propose(5, 8, pre_vote=False, sent_ms=990), 1000),
+        [
+            Persist(DurableState(8, 5)),
+            SetTimer(COORDINATOR, 6000),
+            Send(5, Promise(2, 8, False, granted=True, known_epoch=8, echo_ms=990)),
+            RoleChanged(CANDIDATE, None, 8),
+        ],
+        durable=DurableState(8, 5),
+    ),
+    Row(
+        "a follower still refuses a binding proposal of anyone but its live leader",
+        lambda: follower(2),
+        lambda n: n.receive(Propose(4, 8, pre_vote=False, sent_ms=990), 1000),
+        [Send(4, refused(2, 8, pre=False, known=3))],
+        role=FOLLOWER,
     ),
     # --- quorum -------------------------------------------------------------------------------------
     Row(

@@ -98,9 +98,11 @@ class Node:
 
 
 def _echoes_epoch(message: Message) -> bool:
-    """Pre-votes and refusals name an epoch the sender has not promised."""
-    return (isinstance(message, Propose) and message.pre_vote) or (
-        isinstance(message, Promise) and not message.granted
+    """Pre-votes, refusals and tokens passed on without a vote name an epoch the sender has not promised."""
+    return (
+        (isinstance(message, Propose) and message.pre_vote)
+        or (isinstance(message, Promise) and not message.granted)
+        or (isinstance(message, Election) and message.sender in message.abstained)
     )
 
 
@@ -570,11 +572,66 @@ ROWS = [
         role=Role.FOLLOWER,
     ),
     Row(
-        "a stale COORDINATOR: rejected, the round stops (the sender is fenced by our heartbeat)",
+        "a stale COORDINATOR: rejected (its sender fenced), passed on for the others to judge",
         lambda: idle(1, epoch=9),
         lambda n: n.receive(coord(5, 7, 5, 3)),
-        ["message_rejected"],
+        ["message_rejected", (2, coord(1, 7, 5, 3))],
         role=Role.FOLLOWER,
+    ),
+    Row(
+        "a stale COORDINATOR is passed on once: a copy of it is dropped",
+        lambda: _then(idle(1, epoch=9), coord(5, 7, 5, 3)),
+        lambda n: n.receive(coord(5, 7, 5, 3)),
+        [],
+        role=Role.FOLLOWER,
+    ),
+    # ---- a node that may not vote yet passes the token on (it must not end the round)
+    Row(
+        "start-up blackout: the token goes on without our id or any promise",
+        lambda: _restarted(2, epoch=3),
+        lambda n: n.receive(token(1, 5, 1, 1)),
+        ["election_abstained", (3, Election(2, 5, initiator=1, ids=(1,), abstained=(2,)))],
+        Phase.IDLE,
+    ),
+    Row(
+        "start-up blackout: a token of an epoch we already hold is still refused (the initiator learns ours)",
+        lambda: _restarted(2, epoch=9),
+        lambda n: n.receive(token(1, 5, 1, 1)),
+        ["message_rejected", (1, refusal(2, 5, 9))],
+    ),
+    Row(
+        "start-up blackout: a copy of a token we passed on is dropped",
+        lambda: _then(_restarted(2, epoch=3), token(1, 5, 1, 1)),
+        lambda n: n.receive(token(5, 5, 1, 1, 3, 4)),
+        [],
+    ),
+    Row(
+        "initiator: a token back short of a majority is not sent again to the nodes that abstained",
+        initiating,
+        lambda n: n.receive(Election(2, 7, initiator=3, ids=(3, 4), abstained=(5, 1, 2))),
+        ["election_failed", "backoff"],
+        Phase.IDLE,
+    ),
+    Row(
+        "a token listing a node both as voter and as abstainer is malformed",
+        lambda: idle(3),
+        lambda n: n.receive(Election(2, 5, initiator=1, ids=(1, 2), abstained=(2,))),
+        ["message_rejected"],
+        Phase.IDLE,
+    ),
+    # ---- the incumbent's re-election (base._reelect)
+    Row(
+        "a leader that hears a higher epoch nobody leads re-runs for its next ballot above it, stamped",
+        leading,
+        lambda n: n.receive(Heartbeat(3, 12, None)),
+        [
+            "reelection_started",
+            DurableState(19, 5),
+            ("all", Propose(5, 19, pre_vote=False, sent_ms=LISTEN_MS)),
+            Timer(TimerId.PROPOSAL, 5000),
+        ],
+        Phase.IDLE,
+        Role.CANDIDATE,
     ),
     Row(
         "a COORDINATOR naming a non-member: dropped, not followed",
@@ -642,6 +699,16 @@ ROWS = [
 def _after_listen(node_id: int, **kw: Any) -> Node:
     node = idle(node_id, **kw)
     node.fire(TimerId.LISTEN, at_ms=LISTEN_MS)
+    return node
+
+
+def _restarted(node_id: int, epoch: int) -> Node:
+    """Restarted at 0 with `epoch` on disk and heard every peer (none leading): inside its start-up
+    blackout (failure_timeout) at EVENT_MS."""
+    node = Node(node_id, epoch)
+    node.step(Start(0))
+    node.hear(*(p for p in MEMBERS if p != node_id), at_ms=HEARD_MS)
+    node.now_ms = EVENT_MS
     return node
 
 

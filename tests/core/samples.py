@@ -53,6 +53,10 @@ WIRE_EXAMPLES: list[tuple[Message, dict[str, Any]]] = [
         Election(sender=3, epoch=7, initiator=1, ids=(1, 2, 3)),
         {"type": "ELECTION", "from": 3, "epoch": 7, "initiator": 1, "ids": [1, 2, 3]},
     ),
+    (
+        Election(sender=4, epoch=7, initiator=1, ids=(1, 2), abstained=(3, 4)),
+        {"type": "ELECTION", "from": 4, "epoch": 7, "initiator": 1, "ids": [1, 2], "abstained": [3, 4]},
+    ),
     (Ok(sender=5, epoch=9), {"type": "OK", "from": 5, "epoch": 9}),
     (
         Coordinator(sender=1, epoch=4, leader_id=5, initiator=1),
@@ -136,7 +140,7 @@ _id_tuples = st.lists(node_ids, max_size=32).map(tuple)
 _MESSAGE_STRATEGIES: dict[MsgType, st.SearchStrategy[Message]] = {
     MsgType.HEARTBEAT: st.builds(Heartbeat, sender=node_ids, epoch=node_ids, leader_id=st.none() | node_ids),
     MsgType.ELECTION: st.builds(
-        Election, sender=node_ids, epoch=node_ids, initiator=node_ids, ids=_id_tuples
+        Election, sender=node_ids, epoch=node_ids, initiator=node_ids, ids=_id_tuples, abstained=_id_tuples
     ),
     MsgType.OK: st.builds(Ok, sender=node_ids, epoch=node_ids),
     MsgType.COORDINATOR: st.builds(

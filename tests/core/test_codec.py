@@ -202,7 +202,7 @@ def _payload_rows() -> list[Any]:
         name = f"{type(message).__name__}-{'-'.join(str(v) for v in wire.values())}"
         add_signed(f"unknown-field-{name}", {**wire, "extra": 1})
         for key in wire:
-            if key not in {"type", "ids", "sent_ms", "echo_ms", "resigned_leader"}:  # defaults: may be absent
+            if key not in {"type", "ids", "abstained", "sent_ms", "echo_ms", "resigned_leader"}:  # defaults
                 add_signed(f"missing-{key}-{name}", {k: v for k, v in wire.items() if k != key})
             if key in _INT_FIELDS:
                 for bad in _BAD_INTS:
@@ -212,9 +212,9 @@ def _payload_rows() -> list[Any]:
             elif key in _BOOL_FIELDS:
                 for bad in _BAD_BOOLS:
                     add_signed(f"bad-{key}={bad!r}-{name}", {**wire, key: bad})
-            elif key == "ids":
+            elif key in ("ids", "abstained"):
                 for bad in _BAD_ID_LISTS:
-                    add_signed(f"bad-ids={bad!r}-{name}"[:80], {**wire, key: bad})
+                    add_signed(f"bad-{key}={bad!r}-{name}"[:80], {**wire, key: bad})
     add("epoch-NaN", canonical(sign({**_HEARTBEAT, "epoch": float("nan")})))
     add("epoch-Infinity", canonical(sign({**_HEARTBEAT, "epoch": float("inf")})))
 

@@ -17,7 +17,7 @@ from node.core.messages import Message
 
 from .samples import OTHER_SECRET, SECRET, canonical, messages, sign
 
-OPTIONAL_WIRE_FIELDS = {"ids", "sent_ms", "echo_ms", "resigned_leader"}
+OPTIONAL_WIRE_FIELDS = {"ids", "sent_ms", "echo_ms", "resigned_leader"}  # "abstained" is omitted when empty
 
 _FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -55,6 +55,12 @@ def test_election_ids_default_to_empty_when_absent_on_the_wire() -> None:
     assert decoded == Election(sender=1, epoch=2, initiator=1, ids=())
 
 
+def test_an_empty_abstained_list_stays_off_the_wire_for_peers_of_the_previous_release() -> None:
+    wire = Election(sender=3, epoch=7, initiator=1, ids=(1, 2, 3)).to_wire()
+    assert "abstained" not in wire
+    assert "abstained" in Election(sender=3, epoch=7, initiator=1, abstained=(2,)).to_wire()
+
+
 @given(messages)
 def test_random_messages_round_trip_through_json(message: Message) -> None:
     wire = json.loads(json.dumps(message.to_wire()))

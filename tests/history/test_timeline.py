@@ -54,3 +54,17 @@ def test_formatted_table() -> None:
     ]
     assert "open" in lines[3]
     assert format_timeline([]) == "no node became leader in this history"
+
+
+def test_a_reelection_ends_the_old_term_where_the_leader_left_it() -> None:
+    terms = build_timeline(
+        [
+            E(0, 5, "became_leader", epoch=12, leader_id=5),
+            E(2_000, 5, "reelection_started", epoch=12, leader_id=5),
+            E(2_004, 5, "became_leader", epoch=19, leader_id=5),
+        ]
+    )
+    assert [(t.epoch, t.start_ms, t.end_ms, t.end_reason) for t in terms] == [
+        (12, 0, 2_000, "reelection_started"),
+        (19, 2_004, None, ""),
+    ]
