@@ -5,8 +5,9 @@ Faults: symmetric partitions into random halves (every split size, so 2|3 and 3|
 node between two halves, a majorities ring (everyone sees a different majority), the leader isolated,
 one-way partitions (a leader that cannot hear, a leader that cannot speak, random sets), swizzle-clog
 (clog nodes one by one, unclog them in random order), crash/restart (random node, the leader, a fast
-systemd-style restart), graceful stop of the leader (SIGTERM: it resigns), pause (SIGSTOP/SIGCONT of a
-random node or the leader), and bursts of drops, duplicates, reordering and long delays.
+systemd-style restart), a follower that comes back with an unannounced promise above the leader's epoch,
+graceful stop of the leader (SIGTERM: it resigns), pause (SIGSTOP/SIGCONT of a random node or the
+leader), and bursts of drops, duplicates, reordering and long delays.
 Not modelled: clock skew (each node's timers run at the true rate).
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from node.core.actions import Role
 from node.core.settings import Settings
+from node.core.state import DurableState
 from node.sim.world import World
 
 Stop = Callable[[], None]
@@ -292,6 +294,37 @@ def crash_restart_fast(nemesis: Nemesis) -> Stop | None:
     return restart
 
 
+def restart_higher_epoch(nemesis: Nemesis) -> Stop | None:
+    """A follower dies right after persisting a promise above the leader's epoch that nobody heard of
+    (its own candidacy, or its vote for one that never won: a hand-off successor stopped mid-election
+    leaves exactly this), and comes back with it within a few hundred ms. The leader must keep office."""
+    world = nemesis.world
+    rng = nemesis.rng
+    leaders = [n for n in nemesis.running_ids() if world.nodes[n].role is Role.LEADER]
+    if not leaders:
+        return None
+    leader = max(leaders, key=lambda n: (world.nodes[n].epoch, n))
+    followers = [n for n in nemesis.running_ids() if n != leader]
+    if not followers:
+        return None
+    target = rng.choice(followers)
+    candidate = rng.choice([target, target, *followers])
+    # Ring's ballot of `candidate` above a random epoch at or above the leader's: round x N + rank. It is
+    # also a valid Bully epoch, so one rule serves both algorithms.
+    ids = sorted(world.nodes)
+    known = max(world.nodes[leader].epoch, world.nodes[target].disk.epoch) + rng.randint(0, len(ids))
+    epoch = (known // len(ids) + 1) * len(ids) + ids.index(candidate)
+    world.crash(target)
+    world.persist_unannounced(target, DurableState(epoch, candidate))
+
+    def restart() -> None:
+        if not world.nodes[target].alive:
+            world.start(target)
+
+    nemesis.later(world.now_ms + rng.randint(*nemesis.timers.scaled((0, 300))), "restart", restart)
+    return restart
+
+
 def stop_leader(nemesis: Nemesis) -> Stop | None:
     """`systemctl stop` of the leader (SIGTERM: it resigns and exits), started again later."""
     world = nemesis.world
@@ -361,6 +394,7 @@ NEMESES: dict[str, Callable[[Nemesis], Stop | None]] = {
     "crash-leader": crash_leader,
     "crash-restart-fast": crash_restart_fast,
     "stop-leader": stop_leader,
+    "restart-higher-epoch": restart_higher_epoch,
     "pause": pause_random,
     "pause-leader": pause_leader,
     "drop-burst": drop_burst,

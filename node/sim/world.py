@@ -295,6 +295,16 @@ class World:
         self.log(f"n{node_id} start incarnation={node.incarnation} disk={node.disk}")
         self._step(node, Start(self.now_ms))
 
+    def persist_unannounced(self, node_id: int, state: DurableState) -> None:
+        """Write `state` to a stopped node's disk, as if it had persisted that promise (a candidacy, or a
+        vote for one) just before it died and never sent it: nobody else knows of it."""
+        node = self.nodes[node_id]
+        if node.alive:
+            raise ValueError(f"node {node_id} is running: only a stopped node's disk can be written")
+        self.safety.on_persist(self.now_ms, node_id, node.disk, state)
+        node.disk = state
+        self.log(f"n{node_id} disk={state} (persisted, never announced)")
+
     def crash(self, node_id: int, *, graceful: bool = False) -> None:
         """SIGKILL (or the exit after a graceful stop). Peers with an open connection get a reset hint,
         if the path lets it through."""
