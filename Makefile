@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-$(shell cat requirements-dev.txt requirements-deploy.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv lint typecheck test-unit test-slow test-fast test test-deploy cluster cluster-down clean
+.PHONY: venv lint typecheck test-unit test-slow test-fast test test-deploy test-rounds cluster cluster-down clean
 
 venv: $(STAMP)
 $(STAMP): requirements-dev.txt requirements-deploy.txt pyproject.toml
@@ -36,6 +36,13 @@ test-deploy:
 	scripts/test-deploy.sh
 
 test: test-fast test-slow test-deploy
+
+# Not part of `make test`: each fault test repeated ROUNDS times on one converged cluster per scenario and
+# algorithm (a rare failure shows without a converge per round), e.g. make test-rounds ROUNDS=10
+ROUNDS ?= 10
+SCENARIOS ?= concurrent
+test-rounds:
+	LEADER_NODE_FAULT_ROUNDS=$(ROUNDS) MOLECULE_SCENARIOS="$(SCENARIOS)" scripts/test-deploy.sh
 
 cluster:
 	scripts/cluster-up.sh

@@ -457,6 +457,16 @@ def by_id(cluster: FaultCluster, ids: Iterable[int]) -> list[Node]:
     return [cluster.by_id[i] for i in ids]
 
 
+def fault_rounds() -> range:
+    """How many times each fault test of a scenario runs on the one converged cluster:
+    LEADER_NODE_FAULT_ROUNDS (default 1). `make test-rounds` repeats the fault scenarios this way, so a
+    rare failure shows without paying for a converge per round."""
+    raw = os.environ.get("LEADER_NODE_FAULT_ROUNDS", "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise pytest.UsageError(f"LEADER_NODE_FAULT_ROUNDS must be a positive integer, got {raw!r}")
+    return range(1, int(raw) + 1)
+
+
 def count(events: Iterable[HistoryEvent], kind: str, nodes: Iterable[int] | None = None) -> int:
     wanted = None if nodes is None else set(nodes)
     return sum(1 for e in events if e.event == kind and (wanted is None or e.node_id in wanted))
@@ -510,6 +520,7 @@ __all__ = [
     "describe",
     "duration_s",
     "fault_cluster",
+    "fault_rounds",
     "faults",
     "majority_known_ms",
 ]
