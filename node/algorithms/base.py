@@ -89,6 +89,14 @@ class Confirmation:
     refused: set[int] = field(default_factory=set)
 
 
+# Honest clusters add a few epochs per election. An epoch more than EPOCH_JUMP_MAX above our own is
+# rejected at the door (`_on_message`), and so is any above EPOCH_MAX: the highest epoch a node then
+# proposes (EPOCH_MAX + 2 x members) still fits a message field (2**63 - 1), so no frame can push a
+# node to an epoch whose successor cannot be sent.
+EPOCH_JUMP_MAX = 2**32
+EPOCH_MAX = 2**62
+
+
 def _epoch_held_by_sender(message: Message) -> int:
     """The epoch the sender has promised or accepted, as far as this message tells (to propose above it)."""
     if isinstance(message, Promise):
@@ -440,6 +448,17 @@ class ElectionNode:
         if sender not in self._detector.peer_ids or sender == self.node_id:
             self._log(
                 "message_rejected", f"ignores {message.type} from non-member {sender}", LogLevel.WARNING
+            )
+            return
+        claimed = max(message.epoch, message.known_epoch if isinstance(message, Promise) else 0)
+        if claimed > min(self.epoch + EPOCH_JUMP_MAX, EPOCH_MAX):
+            # Honest epochs grow by a few per election: one this far ahead is a forged or corrupt frame,
+            # and accepting it could walk every node's epoch to where the next one cannot be written.
+            self._log(
+                "message_rejected",
+                f"rejects {message.type} from node {sender}: epoch {claimed} is implausibly far above ours",
+                LogLevel.WARNING,
+                peer_id=sender,
             )
             return
         self._highest_epoch_seen = max(self._highest_epoch_seen, _epoch_held_by_sender(message))
@@ -864,7 +883,15 @@ class ElectionNode:
         if not self._quorum_reachable():
             return  # cut off from a majority: we would drop this leader at once (quorum_lost)
         if epoch == self.epoch and self._is_leader:
-            raise LocalProtocolError(f"node {leader_id} claims epoch {epoch}, which this node leads")
+            # We hold a majority of promises for this epoch, so the claim is false: a buggy or hostile
+            # member. Reject it; a remote frame never ends this node (or its office).
+            self._log(
+                "message_rejected",
+                f"rejects node {leader_id}'s claim to lead epoch {epoch}, which this node leads",
+                LogLevel.WARNING,
+                peer_id=via,
+            )
+            return
         if self.settings.preempt and leader_id < self.node_id:
             # Classic Bully: a higher id does not follow a lower one; it takes over.
             self._step_down(f"node {leader_id} leads the higher epoch {epoch}")
