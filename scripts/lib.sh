@@ -82,17 +82,65 @@ image_ref() {
     printf '%s:%s' "$IMAGE_REPO" "$(image_recipe | sha256sum | cut -c1-12)"
 }
 
-# debian_mirror: the first Debian mirror this machine's apt uses (deb822 or one-line format).
+# debian_mirror: the Debian mirror to debootstrap from: $LEADER_NODE_DEBIAN_MIRROR when set, else the
+# first Debian mirror this machine's apt configuration names (deb822 *.sources or one-line *.list /
+# sources.list; an entry counts when its suite is a Debian release name and it has the component main,
+# so security, backports and third-party repositories such as Docker's are skipped). No built-in
+# fallback: without one it stops and says what to set.
+DEBIAN_SUITES_RE='^(buster|bullseye|bookworm|trixie|forky|duke|sid|oldstable|stable|testing|unstable)(-updates)?$'
 debian_mirror() {
-    local m=""
-    if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
-        m="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)"
+    if [[ -n ${LEADER_NODE_DEBIAN_MIRROR:-} ]]; then
+        printf '%s' "$LEADER_NODE_DEBIAN_MIRROR"
+        return 0
     fi
-    if [[ -z $m && -f /etc/apt/sources.list ]]; then
-        m="$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' \
-            /etc/apt/sources.list)"
+    local m="" file etc=${APT_ETC:-/etc/apt} # APT_ETC: another apt directory (tests)
+    for file in "$etc"/sources.list.d/*.sources; do
+        [[ -f $file ]] || continue
+        # deb822: stanzas separated by blank lines; Types, URIs and Suites may come in any order.
+        m="$(awk -v re="$DEBIAN_SUITES_RE" '
+            function flush(   i, n, s) {
+                if (found) return
+                if (types ~ /(^| )deb( |$)/ && comps ~ /(^| )main( |$)/ && enabled !~ /^[Nn]o/ \
+                    && uri ~ /^(https?|file):/) {
+                    n = split(suites, s, " ")
+                    for (i = 1; i <= n; i++) if (s[i] ~ re) { print uri; found = 1; exit }
+                }
+                types = ""; uri = ""; suites = ""; comps = ""; enabled = ""
+            }
+            /^[ \t]*$/ { flush(); next }
+            /^#/ { next }
+            tolower($1) == "types:" { $1 = ""; types = $0 " " }
+            tolower($1) == "uris:" { uri = $2 }
+            tolower($1) == "suites:" { $1 = ""; suites = $0 }
+            tolower($1) == "components:" { $1 = ""; comps = $0 " " }
+            tolower($1) == "enabled:" { enabled = $2 }
+            END { flush() }' "$file")"
+        [[ -n $m ]] && break
+    done
+    if [[ -z $m ]]; then
+        for file in "$etc"/sources.list "$etc"/sources.list.d/*.list; do
+            [[ -f $file ]] || continue
+            # one-line: deb [options] URI SUITE COMPONENT...
+            m="$(awk -v re="$DEBIAN_SUITES_RE" '
+                $1 == "deb" {
+                    i = 2
+                    if ($i ~ /^\[/) while (i <= NF && $i !~ /\]$/) i++
+                    if ($i ~ /^\[/ || $i ~ /\]$/) i++
+                    main = 0
+                    for (j = i + 2; j <= NF && $j !~ /^#/; j++) if ($j == "main") main = 1
+                    if (main && $i ~ /^(https?|file):/ && $(i + 1) ~ re) { print $i; exit }
+                }' "$file")"
+            [[ -n $m ]] && break
+        done
     fi
-    printf '%s' "${m:-http://deb.debian.org/debian}"
+    if [[ -z $m ]]; then
+        die "no Debian mirror to debootstrap from: this machine's apt configuration names none. Set
+  LEADER_NODE_DEBIAN_MIRROR=http://<your mirror>/debian, or name the mirror in apt, e.g. in
+  /etc/apt/sources.list.d/debian.sources: 'Types: deb', 'URIs: http://<your mirror>/debian',
+  'Suites: bookworm', 'Components: main' (or a line 'deb http://<your mirror>/debian bookworm main'
+  in /etc/apt/sources.list)"
+    fi
+    printf '%s' "$m"
 }
 
 # remove_containers_matching REGEX: force-remove every container whose whole name matches REGEX.
