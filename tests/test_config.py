@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from node.core.settings import Settings, SettingsError
 from node.runtime.config import Address, ConfigError, load_config, parse_address, parse_duration_ms
 
 SECRET = b"0123456789abcdef-cluster-secret"
@@ -88,6 +89,9 @@ BAD_CASES = [
     # (id, edit of GOOD: (key, replacement line or None), expected field, fragment of the problem)
     ("missing node_id", ("node_id", None), "node_id", "missing"),
     ("node_id not an int", ("node_id", 'node_id = "2"'), "node_id", "integer"),
+    ("node_id zero", ("node_id", "node_id = 0"), "node_id", "positive integer"),
+    ("node_id negative", ("node_id", "node_id = -1"), "node_id", "positive integer"),
+    ("node_id a bool", ("node_id", "node_id = true"), "node_id", "positive integer"),
     ("node_id not in peers", ("node_id", "node_id = 9"), "node_id", "not in [peers]"),
     ("unknown algorithm", ("algorithm", 'algorithm = "paxos"'), "algorithm", "unknown algorithm"),
     (
@@ -109,6 +113,12 @@ BAD_CASES = [
         ("failure_timeout", 'failure_timeout = "500ms"'),
         "failure_timeout",
         "2 x heartbeat_interval",
+    ),
+    (
+        "election_timeout below failure_timeout",
+        ("election_timeout", 'election_timeout = "1499ms"'),
+        "election_timeout",
+        "at least failure_timeout (1500 ms)",
     ),
     ("missing secret_file", ("secret_file", None), "secret_file", "missing"),
     ("secret file absent", ("secret_file", 'secret_file = "nope"'), "secret_file", "cannot read"),
@@ -139,10 +149,11 @@ def test_bad_config_names_the_field(
     [
         ('1 = "10.0.0.1:7700"\n2 = "10.0.0.2:7700"\n3 = "10.0.0.2:7700"', "peers.3", "duplicate address"),
         ('1 = "10.0.0.1"\n2 = "10.0.0.2:7700"\n3 = "10.0.0.1:7700"', "peers.3", "duplicate address"),
-        ('1 = "10.0.0.1:7700"\n2 = "10.0.0.2:7700"\nx = "10.0.0.3:7700"', "peers.x", "node ids"),
+        ('1 = "10.0.0.1:7700"\n2 = "10.0.0.2:7700"\nx = "10.0.0.3:7700"', "peers.x", "positive integer"),
+        ('0 = "10.0.0.0:7700"\n2 = "10.0.0.2:7700"\n3 = "10.0.0.3:7700"', "peers.0", "ids start at 1"),
         ('1 = "10.0.0.1:7700"\n2 = 7700', "peers.2", "host:port"),
     ],
-    ids=["same address", "same address via default port", "non-numeric id", "address not a string"],
+    ids=["same address", "same address via default port", "non-numeric id", "id 0", "address not a string"],
 )
 def test_bad_peers(tmp_path: Path, peers: str, field: str, fragment: str) -> None:
     text = GOOD.split("[peers]", maxsplit=1)[0] + "[peers]\n" + peers + "\n"
@@ -230,3 +241,36 @@ def test_run_with_bad_config_exits_2(tmp_path: Path) -> None:
     result = run_cli("run", "--config", str(path))
     assert result.returncode == 2
     assert "node_id" in result.stderr
+
+
+def test_election_timeout_may_equal_failure_timeout(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path, replace_line(GOOD, "election_timeout", 'election_timeout = "1500ms"'))
+    )
+    assert config.settings.election_timeout_ms == config.settings.failure_timeout_ms == 1500
+
+
+@pytest.mark.parametrize(
+    ("edit", "timers"),
+    [
+        (("failure_timeout", 'failure_timeout = "500ms"'), (250, 500, 3000)),
+        (("election_timeout", 'election_timeout = "1s"'), (250, 1500, 1000)),
+    ],
+    ids=["failure vs heartbeat", "election vs failure"],
+)
+def test_timer_rules_are_the_settings_rules(
+    tmp_path: Path, edit: tuple[str, str], timers: tuple[int, int, int]
+) -> None:
+    """One rule, one text: check-config reports exactly what Settings (the simulator's check) raises."""
+    with pytest.raises(ConfigError) as from_file:
+        load_config(write(tmp_path, replace_line(GOOD, *edit)))
+    heartbeat, failure, election = timers
+    with pytest.raises(SettingsError) as from_settings:
+        Settings(
+            node_id=1,
+            member_ids=(1,),
+            heartbeat_interval_ms=heartbeat,
+            failure_timeout_ms=failure,
+            election_timeout_ms=election,
+        )
+    assert str(from_file.value) == str(from_settings.value)

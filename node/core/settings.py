@@ -1,8 +1,56 @@
-"""What the pure core needs to know of the configuration (the runtime parses the file into this)."""
+"""What the pure core needs to know of the configuration (the runtime parses the file into this).
+
+The rules on ids and timers are decided here, once: `Settings` enforces them, and node.toml validation
+(node/runtime/config.py, `leader-node check-config`, which the Ansible role runs on every rendered file)
+calls the same functions, so the daemon, the simulator and the deployment accept the same values.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+MIN_NODE_ID = 1  # ids start at 1
+
+
+class SettingsError(ValueError):
+    """A value breaks one of the rules below. `field` is the node.toml key it comes from."""
+
+    def __init__(self, field_name: str, problem: str) -> None:
+        super().__init__(f"{field_name}: {problem}")
+        self.field = field_name
+        self.problem = problem
+
+
+def check_node_id(field_name: str, value: object) -> int:
+    """A node id is a positive integer (not a bool)."""
+    if type(value) is not int or value < MIN_NODE_ID:
+        raise SettingsError(
+            field_name, f"must be a positive integer (ids start at {MIN_NODE_ID}), got {value!r}"
+        )
+    return value
+
+
+def check_timers(heartbeat_interval_ms: int, failure_timeout_ms: int, election_timeout_ms: int) -> None:
+    """2 x heartbeat_interval < failure_timeout <= election_timeout, all of them above zero."""
+    for name, value in (
+        ("heartbeat_interval", heartbeat_interval_ms),
+        ("failure_timeout", failure_timeout_ms),
+        ("election_timeout", election_timeout_ms),
+    ):
+        if value <= 0:
+            raise SettingsError(name, f"{value} ms must be above zero")
+    if failure_timeout_ms <= 2 * heartbeat_interval_ms:
+        raise SettingsError(
+            "failure_timeout",
+            f"{failure_timeout_ms} ms must be above 2 x heartbeat_interval ({2 * heartbeat_interval_ms} ms), "
+            "or one lost heartbeat would make a live peer look dead",
+        )
+    if election_timeout_ms < failure_timeout_ms:
+        raise SettingsError(
+            "election_timeout",
+            f"{election_timeout_ms} ms must be at least failure_timeout ({failure_timeout_ms} ms), "
+            "or an election step would give up before a silent peer is even suspected",
+        )
 
 
 def quorum_size(cluster_size: int) -> int:
@@ -21,16 +69,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         for member_id in self.member_ids:
-            if type(member_id) is not int or member_id < 0:
-                raise ValueError(f"member ids must be non-negative integers, got {member_id!r}")
+            check_node_id("member_ids", member_id)
         if self.node_id not in self.member_ids:
             raise ValueError(f"node_id {self.node_id} is not a member {self.member_ids}")
         if len(set(self.member_ids)) != len(self.member_ids):
             raise ValueError("member ids must be unique")
-        if min(self.heartbeat_interval_ms, self.failure_timeout_ms, self.election_timeout_ms) <= 0:
-            raise ValueError("timers must be positive")
-        if self.failure_timeout_ms <= 2 * self.heartbeat_interval_ms:
-            raise ValueError("failure_timeout must be above 2 x heartbeat_interval")
+        check_timers(self.heartbeat_interval_ms, self.failure_timeout_ms, self.election_timeout_ms)
 
     @property
     def peer_ids(self) -> tuple[int, ...]:

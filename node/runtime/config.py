@@ -2,6 +2,8 @@
 
 Every error names the offending field, so that `leader-node check-config` tells an operator exactly what
 to fix. Relative paths (`secret_file`, `state_dir`) are resolved against the config file's directory.
+The rules on ids and timers are node/core/settings.py's (check_node_id, check_timers), applied here with
+the file's key names; `check-config` is also what the Ansible role validates every rendered file with.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from node.algorithms import ALGORITHMS
-from node.core.settings import Settings
+from node.core.settings import Settings, SettingsError, check_node_id, check_timers
 
 DEFAULT_PEER_PORT = 7700
 DEFAULT_HTTP_LISTEN = "0.0.0.0:7701"
@@ -121,11 +123,12 @@ def parse_address(field_name: str, value: object, default_port: int) -> Address:
 
 
 def _node_id(field_name: str, value: object) -> int:
-    if type(value) is int and value >= 0:
-        return value
     if isinstance(value, str) and value.isdigit():  # TOML table keys are always strings
-        return int(value)
-    raise ConfigError(field_name, f"node ids are non-negative integers, got {value!r}")
+        value = int(value)
+    try:
+        return check_node_id(field_name, value)
+    except SettingsError as exc:
+        raise ConfigError(exc.field, exc.problem) from exc
 
 
 def _parse_peers(raw: object) -> dict[int, Address]:
@@ -185,9 +188,10 @@ def config_from_mapping(raw: Mapping[str, Any], path: Path) -> NodeConfig:
             raise ConfigError(key, f"unknown key (known keys: {', '.join(sorted(_KNOWN_KEYS))})")
     if "node_id" not in raw:
         raise ConfigError("node_id", "missing (this node's id, a key of [peers])")
-    node_id = raw["node_id"]
-    if type(node_id) is not int or node_id < 0:
-        raise ConfigError("node_id", f"must be a non-negative integer, got {node_id!r}")
+    try:
+        node_id = check_node_id("node_id", raw["node_id"])  # a TOML integer: "1" is refused here
+    except SettingsError as exc:
+        raise ConfigError(exc.field, exc.problem) from exc
     if "peers" not in raw:
         raise ConfigError("peers", 'missing: a table of id = "host:port" for every member')
     peers = _parse_peers(raw["peers"])
@@ -203,12 +207,10 @@ def config_from_mapping(raw: Mapping[str, Any], path: Path) -> NodeConfig:
     heartbeat_interval_ms = parse_duration_ms("heartbeat_interval", raw.get("heartbeat_interval", "1s"))
     failure_timeout_ms = parse_duration_ms("failure_timeout", raw.get("failure_timeout", "3s"))
     election_timeout_ms = parse_duration_ms("election_timeout", raw.get("election_timeout", "5s"))
-    if failure_timeout_ms <= 2 * heartbeat_interval_ms:
-        raise ConfigError(
-            "failure_timeout",
-            f"{failure_timeout_ms} ms must be above 2 x heartbeat_interval ({2 * heartbeat_interval_ms} ms), "
-            "or one lost heartbeat would make a live peer look dead",
-        )
+    try:
+        check_timers(heartbeat_interval_ms, failure_timeout_ms, election_timeout_ms)
+    except SettingsError as exc:
+        raise ConfigError(exc.field, exc.problem) from exc
     preempt = raw.get("preempt", False)
     if type(preempt) is not bool:
         raise ConfigError("preempt", f"must be true or false, got {preempt!r}")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from node.core.settings import Settings, quorum_size
+from node.core.settings import Settings, SettingsError, quorum_size
 
 QUORUMS = [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (6, 4), (7, 4), (8, 5), (9, 5)]
 
@@ -66,6 +66,10 @@ _BASE: dict[str, Any] = {"node_id": 1, "member_ids": (1, 2, 3)}
         {"failure_timeout_ms": 2000},  # exactly 2 x heartbeat: not above it
         {"failure_timeout_ms": 1999},
         {"heartbeat_interval_ms": 1500},  # 3000 == 2 x 1500
+        {"election_timeout_ms": 2999},  # an election step shorter than failure detection
+        {"failure_timeout_ms": 5001},  # the same, from the other side (election 5000)
+        {"node_id": 0, "member_ids": (0,)},  # ids start at 1
+        {"member_ids": (0, 1, 2)},
     ],
     ids=repr,
 )
@@ -78,8 +82,9 @@ def test_invalid_settings_are_rejected(changes: dict[str, Any]) -> None:
     "changes",
     [
         {"failure_timeout_ms": 2001},  # just above 2 x heartbeat
-        {"heartbeat_interval_ms": 1, "failure_timeout_ms": 3, "election_timeout_ms": 1},
-        {"node_id": 0, "member_ids": (0,)},
+        {"heartbeat_interval_ms": 1, "failure_timeout_ms": 3, "election_timeout_ms": 3},  # smallest timers
+        {"election_timeout_ms": 3000},  # exactly failure_timeout: an election may take as long
+        {"node_id": 1, "member_ids": (1,)},  # the smallest id
         {"preempt": True},
     ],
     ids=repr,
@@ -96,3 +101,20 @@ def test_valid_settings_boundaries_are_accepted(changes: dict[str, Any]) -> None
 def test_known_gap_node_ids_must_be_valid_message_senders(changes: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Settings(**{**_BASE, **changes})
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"heartbeat_interval_ms": 0}, "heartbeat_interval"),
+        ({"failure_timeout_ms": 2000}, "failure_timeout"),
+        ({"election_timeout_ms": 2999}, "election_timeout"),
+        ({"member_ids": (0, 1)}, "member_ids"),
+    ],
+    ids=repr,
+)
+def test_a_broken_rule_names_the_config_key(changes: dict[str, Any], field: str) -> None:
+    """node.toml validation (check-config) reports these with the same field and text."""
+    with pytest.raises(SettingsError) as caught:
+        Settings(**{**_BASE, **changes})
+    assert caught.value.field == field
