@@ -58,7 +58,7 @@ def report_attempts(faults: FaultCluster, events: list[HistoryEvent], when: str)
 def test_three_nodes_started_together_elect_one_leader(faults: FaultCluster, round_no: int) -> None:
     faults.step(f"round {round_no}")
     faults.settle()
-    t_stop = faults.step("stopping all five")
+    faults.step("stopping all five")
     faults.each(faults.nodes, lambda node: faults.sh(node, "systemctl stop leader-node"))
     assert not any(faults.each(faults.nodes, faults.is_active))
     trio = by_id(faults, TRIO)
@@ -110,7 +110,9 @@ def test_three_nodes_started_together_elect_one_leader(faults: FaultCluster, rou
         assert back - left < 1000 * faults.timers.heartbeat_s, describe(late)  # a round trip, not a timeout
     else:
         assert everyone.epoch == agreed.epoch and not reelections, describe(late)
-    events = faults.events(since=t_stop)
+    # From the trio's start: while all five were being stopped, the leader's hand-off may have completed
+    # (its successor led for a moment before its own stop came), which is fine.
+    events = faults.events(since=t_go)
     leaders = {(e.node_id, e.epoch) for e in events if e.event == "became_leader"}
     expected = {(agreed.leader_id, agreed.epoch), (everyone.leader_id, everyone.epoch)}
     assert leaders == expected, describe(events)
