@@ -38,7 +38,8 @@ test-deploy:
 test: test-fast test-slow test-deploy
 
 # Not part of `make test`: each fault test repeated ROUNDS times on one converged cluster per scenario and
-# algorithm (a rare failure shows without a converge per round), e.g. make test-rounds ROUNDS=10
+# algorithm (a rare failure shows without a converge per round), e.g.
+#   make test-rounds ROUNDS=10 SCENARIOS="concurrent rejoin kill-leader partition"
 ROUNDS ?= 10
 SCENARIOS ?= concurrent
 test-rounds:

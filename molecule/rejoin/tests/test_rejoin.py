@@ -4,6 +4,7 @@ by systemd: each re-integrates and accepts the current leader, without any elect
   LEADER_NODE_ALGORITHM=ring molecule test -s rejoin
 
 Artifacts: artifacts/molecule/rejoin-<algorithm>/ (journals, timeline.txt, steps.txt, measurements.json).
+Repeated on the one converged cluster: LEADER_NODE_FAULT_ROUNDS=10 molecule test -s rejoin.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import time
 import pytest
 
 pytest.register_assert_rewrite("shared.faults")
-from shared.faults import Agreement, FaultCluster, Node, count, describe  # noqa: E402 (after register_assert_rewrite)
+from shared.faults import (  # noqa: E402 (after register_assert_rewrite)
+    Agreement,
+    FaultCluster,
+    Node,
+    count,
+    describe,
+    fault_rounds,
+)
 
 # The fixtures `faults` and `fault_cluster`.
 pytest_plugins = ["shared.faults"]
@@ -49,7 +57,9 @@ def check_rejoined_quietly(
     ), describe(events)
 
 
-def test_stopped_follower_rejoins_without_an_election(faults: FaultCluster) -> None:
+@pytest.mark.parametrize("round_no", fault_rounds())
+def test_stopped_follower_rejoins_without_an_election(faults: FaultCluster, round_no: int) -> None:
+    faults.step(f"round {round_no}")
     before = faults.settle()
     # The highest-id follower: under Bully the strongest candidate, which must still not take over.
     follower = max((n for n in faults.nodes if n.id != before.leader_id), key=lambda n: n.id)
@@ -65,7 +75,11 @@ def test_stopped_follower_rejoins_without_an_election(faults: FaultCluster) -> N
     check_rejoined_quietly(faults, follower, before, since=t_stop, up=t_start)
 
 
-def test_crashed_follower_restarted_by_systemd_rejoins_without_an_election(faults: FaultCluster) -> None:
+@pytest.mark.parametrize("round_no", fault_rounds())
+def test_crashed_follower_restarted_by_systemd_rejoins_without_an_election(
+    faults: FaultCluster, round_no: int
+) -> None:
+    faults.step(f"round {round_no}")
     before = faults.settle()
     follower = min((n for n in faults.nodes if n.id != before.leader_id), key=lambda n: n.id)
     restarts = faults.n_restarts(follower)
