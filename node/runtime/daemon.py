@@ -134,6 +134,9 @@ class Daemon:
             gevent.signal_handler(signum, self._request_shutdown)
             for signum in (signal.SIGTERM, signal.SIGINT)
         ]
+        # SIGHUP's default action would end the node without a hand-off, and systemd counts a death by
+        # SIGHUP as a clean exit (no restart). node.toml is read only at start: say so and go on.
+        self._signal_handlers.append(gevent.signal_handler(signal.SIGHUP, self._ignore_hangup))
         # The algorithm logs `started` on its Start event; this line is the runtime's half: where it listens.
         self.journal.event(
             "listening",
@@ -185,6 +188,14 @@ class Daemon:
         while self.critical_alive():
             self.notifier.watchdog()
             gevent.sleep(interval_ms / 1000)
+
+    def _ignore_hangup(self) -> None:
+        self.journal.event(
+            "signal_ignored",
+            f"node {self.config.node_id} ignores SIGHUP: node.toml is read only at start "
+            "(restart the unit to apply a change: a leader hands off)",
+            LogLevel.NOTICE,
+        )
 
     def _request_shutdown(self) -> None:
         """SIGTERM/SIGINT handler (in its own greenlet): only records the wish and wakes the dispatcher."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -102,6 +103,19 @@ def test_sigterm_exits_0_logging_stopping_and_the_leader_resigns(
     resigned = cluster.events(leader_id, "resigned")
     assert resigned and resigned[0]["EPOCH"] == str(epoch)
     assert "Traceback" not in cluster.log_text(leader_id)
+
+
+def test_sighup_is_logged_and_ignored_the_leader_keeps_office(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(1, 2, 3)
+    cluster.start()
+    leader_id, epoch = cluster.wait_leader()
+    for node_id in (1, 2, 3):
+        cluster.signal(node_id, signal.SIGHUP)
+    wait_until(lambda: all(cluster.events(n, "signal_ignored") for n in (1, 2, 3)), 10, "SIGHUP logged")
+    assert all(cluster.nodes[n].process.poll() is None for n in (1, 2, 3))  # type: ignore[union-attr]
+    assert cluster.wait_leader() == (leader_id, epoch)
+    assert cluster.terminate(leader_id) == 0  # and SIGTERM still hands off
+    assert cluster.events(leader_id, "resigned")
 
 
 def test_a_node_that_cannot_persist_exits_non_zero(make_cluster: Callable[..., Cluster]) -> None:

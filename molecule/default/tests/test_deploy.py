@@ -35,13 +35,21 @@ def test_notify_unit_reached_ready(host: Any) -> None:
         "StatusText",
         "WatchdogUSec",
         "Restart",
+        "RestartPreventExitStatus",
+        "StartLimitBurst",
+        "LimitNOFILE",
+        "TasksMax",
+        "MemoryMax",
         "SyslogIdentifier",
     )
     assert props["Type"] == "notify"
     assert props["NotifyAccess"] == "main"
     # A Type=notify unit leaves "activating" only after READY=1.
     assert (props["ActiveState"], props["SubState"]) == ("active", "running")
-    assert props["Restart"] == "on-failure"
+    assert props["Restart"] == "always"  # any exit systemctl did not ask for, a SIGHUP death included
+    assert props["RestartPreventExitStatus"] == "2"  # but not a bad node.toml
+    assert (props["StartLimitBurst"], props["LimitNOFILE"], props["TasksMax"]) == ("5", "4096", "64")
+    assert props["MemoryMax"] == str(256 * 1024 * 1024)
     assert props["WatchdogUSec"] not in ("", "0", "infinity")
     assert props["SyslogIdentifier"] == SERVICE
     assert "role=" in props["StatusText"] and "epoch=" in props["StatusText"], props["StatusText"]
