@@ -177,6 +177,7 @@ class Daemon:
             "crashed",
             f"critical greenlet {greenlet.name} died: {reason}; exiting so that systemd restarts the node",
             LogLevel.ERROR,
+            EPOCH=self._epoch(),
         )
         self._exit_code.set(EXIT_CRASHED)
 
@@ -195,6 +196,7 @@ class Daemon:
             f"node {self.config.node_id} ignores SIGHUP: node.toml is read only at start "
             "(restart the unit to apply a change: a leader hands off)",
             LogLevel.NOTICE,
+            EPOCH=self._epoch(),
         )
 
     def _request_shutdown(self) -> None:
@@ -207,7 +209,9 @@ class Daemon:
     def _shutdown(self) -> None:
         self._stopping = True
         self.notifier.stopping()
-        self.journal.event("stopping", f"node {self.config.node_id} stopping (SIGTERM)", LogLevel.NOTICE)
+        self.journal.event(
+            "stopping", f"node {self.config.node_id} stopping (SIGTERM)", LogLevel.NOTICE, EPOCH=self._epoch()
+        )
         self._execute(self.algorithm.step(ShutdownRequested(monotonic_ms())))
         self.transport.flush(SHUTDOWN_FLUSH_MS)
         self._exit_code.set(0)
@@ -216,6 +220,13 @@ class Daemon:
 
     def view(self) -> NodeView:
         return self.algorithm.view(monotonic_ms())
+
+    def _epoch(self) -> int | None:
+        """The durable epoch: the runtime's own events carry it (EPOCH) like the algorithm's do."""
+        try:
+            return self.view().epoch
+        except Exception:  # a broken algorithm must not also cost us the `crashed` line
+            return None
 
     def _dispatch_loop(self) -> None:
         self._step(Start(monotonic_ms()))
@@ -295,4 +306,5 @@ class Daemon:
                 LogLevel.WARNING,
                 REMOTE=remote,
                 REASON=reason,
+                EPOCH=self._epoch(),
             )

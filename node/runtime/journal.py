@@ -28,6 +28,20 @@ SYSLOG_IDENTIFIER = "leader-node"
 MAX_MESSAGE_CHARS = 4000  # keeps every entry well inside one datagram
 FieldValue = str | int | None
 
+# A fixed MESSAGE_ID per key event, like systemd's catalog ids (sd-id128: 32 lowercase hex digits): one
+# stable key to alert on or to attach a catalog entry to (`journalctl MESSAGE_ID=...`). Generated once;
+# never change one (queries and alerts in the field use them). docs/operations.md lists them.
+MESSAGE_IDS: Mapping[str, str] = {
+    "became_leader": "eac7beebbb8c41409fd5a31e7e1c607c",
+    "stepped_down": "cbb7949aaa1646f09ceac3ed1c1dba69",
+    "quorum_lost": "85b744da6e6e4e7cbb8ea0542cc2ae8a",
+    "leader_accepted": "b796cb9c1c404f2f84b4431f7f5ce185",
+    "reelection_started": "d69a27db855e440aad98cc36e2027642",
+    "resigned": "ac0322822f2e4e61afb5fc1e2a334579",
+    "stopping": "f79df68cbf7742e1891b090f65ada790",
+    "crashed": "3db692bb9c9347089372429fa3529275",
+}
+
 
 def encode_native(fields: Mapping[str, str]) -> bytes:
     """One journal entry in the native datagram form."""
@@ -90,6 +104,9 @@ class Journal:
             "PRIORITY": str(int(level)),
             "EVENT": event,
         }
+        message_id = MESSAGE_IDS.get(event)
+        if message_id is not None:
+            fields["MESSAGE_ID"] = message_id
         if self.node_id is not None:
             fields["NODE_ID"] = str(self.node_id)
         for key, value in extra.items():

@@ -1,6 +1,8 @@
 """sd_notify(3) in a few lines of standard library: READY=1, STATUS=..., WATCHDOG=1, STOPPING=1.
 
-Without `$NOTIFY_SOCKET` (not run by systemd, or not Type=notify) every call is a no-op.
+Without `$NOTIFY_SOCKET` (not run by systemd, or not Type=notify) every call is a no-op. Once
+`stopping()` sent `STOPPING=1` with `STATUS=stopping`, later `status()` calls are dropped: the hand-off
+that follows changes the role, and `systemctl status` must keep saying "stopping", not a stale role.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class Notifier:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._socket.setblocking(False)
         self.watchdog_interval_ms = self._watchdog_interval_ms()
+        self.is_stopping = False
 
     @staticmethod
     def _watchdog_interval_ms() -> int | None:
@@ -46,10 +49,13 @@ class Notifier:
         self.notify("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
 
     def status(self, status: str) -> None:
+        if self.is_stopping:
+            return  # STATUS=stopping stays until the process is gone
         self.notify(f"STATUS={status}")
 
     def watchdog(self) -> None:
         self.notify("WATCHDOG=1")
 
     def stopping(self) -> None:
+        self.is_stopping = True
         self.notify("STOPPING=1", "STATUS=stopping")

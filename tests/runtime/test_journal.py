@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import socket
 import struct
 from collections.abc import Iterator
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from node.core.actions import LogLevel
-from node.runtime.journal import Journal, RateLimiter, encode_native, format_line
+from node.history.model import parse_journal_entry
+from node.runtime.journal import MESSAGE_IDS, Journal, RateLimiter, encode_native, format_line
 
 from .cluster import parse_event_line
 
@@ -118,3 +120,47 @@ def test_rate_limiter_one_per_interval_per_key_and_counts_the_rest() -> None:
     assert limiter.allow("a", 1000) == (True, 2)
     assert limiter.allow("c", 1000) == (True, 0)  # over max_keys: old keys are forgotten, not grown
     assert limiter.allow("b", 1001) == (True, 0)
+
+
+def test_key_events_carry_a_fixed_message_id(
+    journal_socket: socket.socket, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Pinned: operators alert on these ids (docs/operations.md); changing one breaks their queries.
+    assert MESSAGE_IDS == {
+        "became_leader": "eac7beebbb8c41409fd5a31e7e1c607c",
+        "stepped_down": "cbb7949aaa1646f09ceac3ed1c1dba69",
+        "quorum_lost": "85b744da6e6e4e7cbb8ea0542cc2ae8a",
+        "leader_accepted": "b796cb9c1c404f2f84b4431f7f5ce185",
+        "reelection_started": "d69a27db855e440aad98cc36e2027642",
+        "resigned": "ac0322822f2e4e61afb5fc1e2a334579",
+        "stopping": "f79df68cbf7742e1891b090f65ada790",
+        "crashed": "3db692bb9c9347089372429fa3529275",
+    }
+    assert len(set(MESSAGE_IDS.values())) == len(MESSAGE_IDS)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", message_id) for message_id in MESSAGE_IDS.values())
+
+    monkeypatch.setenv("LEADER_NODE_LOG", "journal")
+    journal = Journal(node_id=3, stream=io.StringIO(), socket_path=str(tmp_path / "journal.sock"))
+    for event in [*MESSAGE_IDS, "peer_suspected"]:
+        journal.event(event, f"node 3 {event}", EPOCH=7, LEADER_ID=3)
+        fields = decode_native(journal_socket.recv(65536))
+        assert fields.get("MESSAGE_ID") == MESSAGE_IDS.get(event), event
+        # The history checker reads the same entry back (MESSAGE_ID is one more field it ignores).
+        entry: dict[str, object] = {**fields, "__REALTIME_TIMESTAMP": "1700000000123456"}
+        parsed = parse_journal_entry(entry, "test:1", "node3.json")
+        assert parsed is not None
+        assert (parsed.event, parsed.node_id, parsed.epoch, parsed.leader_id) == (event, 3, 7, 3)
+        assert parsed.time_ms == 1700000000123
+
+
+def test_message_id_is_on_the_stderr_line_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADER_NODE_LOG", "stderr")
+    stream = io.StringIO()
+    Journal(node_id=2, stream=stream).event("became_leader", "node 2 became leader of epoch 4", EPOCH=4)
+    event = parse_event_line(stream.getvalue().strip())
+    assert event is not None
+    assert (event["EVENT"], event["EPOCH"], event["MESSAGE_ID"]) == (
+        "became_leader",
+        "4",
+        MESSAGE_IDS["became_leader"],
+    )

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from node.runtime.daemon import EXIT_CRASHED
+from node.runtime.journal import MESSAGE_IDS
+from node.runtime.sdnotify import Notifier
 
 from .cluster import Cluster, wait_until
 
@@ -86,6 +88,35 @@ def test_sd_notify_ready_status_watchdog_stopping(
 
     assert cluster.terminate(2) == 0
     assert "STOPPING=1" in notify.lines()
+    _assert_status_kept_after_stopping(notify)
+
+
+def _assert_status_kept_after_stopping(notify: NotifyListener) -> None:
+    """STOPPING=1 comes with STATUS=stopping, and no datagram after it sets another STATUS (a role)."""
+    texts = [text.split("\n") for _, text in notify.messages]
+    stopping_at = next(i for i, lines in enumerate(texts) if "STOPPING=1" in lines)
+    assert "STATUS=stopping" in texts[stopping_at]
+    later = [line for lines in texts[stopping_at + 1 :] for line in lines if line.startswith("STATUS=")]
+    assert later == [], f"STATUS overwritten after STOPPING=1: {later}"
+
+
+def test_notifier_sends_no_status_after_stopping(
+    notify: NotifyListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOTIFY_SOCKET", str(notify.path))
+    notifier = Notifier()
+    notifier.ready("role=follower leader=3 epoch=2")
+    notifier.status("role=leader leader=1 epoch=3")
+    notifier.stopping()
+    notifier.status("role=follower leader=2 epoch=4")  # the hand-off's role change: dropped
+    notifier.watchdog()  # still pinged while the node hands off
+    wait_until(lambda: "WATCHDOG=1" in notify.lines(), 5, "the watchdog ping after STOPPING=1")
+    assert [line for line in notify.lines() if line.startswith("STATUS=")] == [
+        "STATUS=role=follower leader=3 epoch=2",
+        "STATUS=role=leader leader=1 epoch=3",
+        "STATUS=stopping",
+    ]
+    _assert_status_kept_after_stopping(notify)
 
 
 def test_sigterm_exits_0_logging_stopping_and_the_leader_resigns(
@@ -96,7 +127,9 @@ def test_sigterm_exits_0_logging_stopping_and_the_leader_resigns(
     leader_id, epoch = cluster.wait_leader()
 
     assert cluster.terminate(1) == 0  # a follower
-    assert cluster.events(1, "stopping")
+    stopping = cluster.events(1, "stopping")
+    assert stopping and stopping[0]["EPOCH"] == str(epoch)  # every event carries the durable epoch
+    assert stopping[0]["MESSAGE_ID"] == MESSAGE_IDS["stopping"]
 
     assert cluster.terminate(leader_id) == 0
     assert cluster.events(leader_id, "stopping")
