@@ -16,6 +16,7 @@ from node.core.actions import LogLevel
 from node.runtime.config import ConfigError, load_config
 from node.runtime.journal import Journal
 from node.runtime.statefile import StateFile, StateFileError
+from node.version import package_version
 
 EXIT_STARTUP_FAILED = 1
 EXIT_BAD_CONFIG = 2
@@ -23,6 +24,7 @@ EXIT_BAD_CONFIG = 2
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leader-node", description="Leader-election daemon.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the daemon")
     run.add_argument("--config", required=True, type=Path, help="path to node.toml")

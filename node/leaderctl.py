@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from node.version import package_version
+
 DEFAULT_URL = "http://127.0.0.1:7701"
 DEFAULT_TIMEOUT_S = 1.0
 MAX_PARALLEL_REQUESTS = 16
@@ -142,6 +144,7 @@ def cmd_leader(urls: Sequence[str], as_json: bool, timeout_s: float) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="leaderctl", description="Ask leader-node nodes who leads.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per node (1)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in (("status", "every node's view, one row each"), ("leader", "the current leader")):

@@ -55,6 +55,7 @@ from node.runtime.metrics import ELECTION_STARTED_EVENT, Metrics
 from node.runtime.sdnotify import Notifier
 from node.runtime.statefile import StateFile
 from node.runtime.transport import Transport, TransportLimits
+from node.version import package_version
 
 EXIT_CRASHED = 70  # EX_SOFTWARE: an internal error; Restart=on-failure brings the node back
 INBOX_MAX_ITEMS = 1024  # when full, inbound connections wait: back-pressure on the peers, not memory
@@ -144,6 +145,7 @@ class Daemon:
             f"http on {self.config.http_listen}, epoch {self._initial_epoch} from {self.state_file.path}",
             EPOCH=self._initial_epoch,
             ALGORITHM=self.config.algorithm,
+            VERSION=package_version(),
         )
         self._spawn_critical("dispatcher", self._dispatch_loop)
         self._spawn_critical("peer-server", self.transport.server.serve_forever)

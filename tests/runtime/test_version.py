@@ -1,0 +1,29 @@
+"""`--version` on both commands and VERSION in the `listening` event: the installed package's version."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from node.version import package_version
+
+from .cluster import Cluster, wait_until
+
+
+@pytest.mark.parametrize(("module", "prog"), [("node", "leader-node"), ("node.leaderctl", "leaderctl")])
+def test_version_option(module: str, prog: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"{prog} {package_version()}\n", "")
+    assert package_version() != "unknown"  # the test venv has the package installed (make venv: -e .)
+
+
+def test_listening_event_names_the_version(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(1, 2, 3)
+    cluster.start(1)
+    events = wait_until(lambda: cluster.events(1, "listening"), 15, "node 1's listening event")
+    assert events[0]["VERSION"] == package_version()
