@@ -1,4 +1,9 @@
-"""Read-only HTTP: GET /status, /leader (200 only on the leader: a load-balancer check), /metrics."""
+"""Read-only HTTP: GET /status, /leader (200 only on the leader: a load-balancer check), /metrics.
+
+HEAD and OPTIONS are answered like GET (same status and headers; HEAD without a body), because load
+balancers check with them: HAProxy's `option httpchk` sends OPTIONS unless told otherwise, and a
+`/leader` that answered OPTIONS with 405 would mark every server down.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,14 @@ from gevent.pywsgi import WSGIServer
 from node.core.actions import Role
 from node.core.view import NodeView
 from node.runtime.config import Address
-from node.runtime.metrics import Metrics
+from node.runtime.metrics import CONTENT_TYPE, Metrics
 
 MAX_HTTP_CLIENTS = 32  # concurrent connections; more wait in the listen backlog
 _JSON = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
 _TEXT = [("Content-Type", "text/plain; charset=utf-8")]
-_PROMETHEUS = [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")]
+_PROMETHEUS = [("Content-Type", CONTENT_TYPE)]
+METHODS = ("GET", "HEAD", "OPTIONS")
+_ALLOW = ("Allow", ", ".join(METHODS))
 
 
 class StatusApp:
@@ -32,10 +39,8 @@ class StatusApp:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
-        if method not in ("GET", "HEAD"):
-            return self._reply(
-                start_response, "405 Method Not Allowed", [*_TEXT, ("Allow", "GET, HEAD")], b""
-            )
+        if method not in METHODS:
+            return self._reply(start_response, "405 Method Not Allowed", _TEXT, b"")
         if path == "/status":
             return self._json(start_response, "200 OK", self._view().to_json())
         if path == "/leader":
@@ -63,7 +68,9 @@ class StatusApp:
     def _reply(
         start_response: StartResponse, status: str, headers: list[tuple[str, str]], body: bytes
     ) -> Iterable[bytes]:
-        start_response(status, [*headers, ("Content-Length", str(len(body)))])
+        # Every reply names the methods (an OPTIONS answer should); pywsgi sends no body for HEAD but
+        # keeps the GET's Content-Length, as HTTP wants.
+        start_response(status, [*headers, _ALLOW, ("Content-Length", str(len(body)))])
         return [body]
 
 

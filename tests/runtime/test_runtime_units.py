@@ -14,6 +14,7 @@ from node.runtime.config import Address
 from node.runtime.http import StatusApp
 from node.runtime.metrics import Metrics
 from node.runtime.transport import PeerLink, TransportLimits
+from node.version import package_version
 
 from .cluster import parse_metrics
 
@@ -64,6 +65,36 @@ def test_metrics_text() -> None:
     assert text.endswith("\n")
 
 
+def test_metrics_for_operators() -> None:
+    now = {"mono": 100.0, "wall": 1_700_000_000.0}
+    metrics = Metrics(monotonic_s=lambda: now["mono"], wall_s=lambda: now["wall"])
+    now["mono"] += 2  # started without a leader: 2 s leaderless
+    metrics.role_changed(RoleChanged(Role.FOLLOWER, 3, 1))
+    now["mono"] += 10
+    now["wall"] += 12
+    metrics.role_changed(RoleChanged(Role.NO_QUORUM, None, 1))  # lost it: a span opens
+    now["mono"] += 0.5
+    samples = parse_metrics(metrics.render(view(Role.NO_QUORUM, leader_id=None)))
+    assert samples["leader_node_has_leader"] == 0
+    assert samples['leader_node_role{role="no-quorum"}'] == 1
+    assert [samples[f'leader_node_role{{role="{role.value}"}}'] for role in Role].count(1) == 1
+    assert samples["leader_node_leaderless_seconds_total"] == 2.5  # the open span counts
+    assert samples["leader_node_last_leader_change_timestamp_seconds"] == 1_700_000_000
+    assert samples["leader_node_quorum_reachable"] == 1  # reachable 2 of quorum 2 in view()
+
+    metrics.role_changed(RoleChanged(Role.LEADER, 1, 2))
+    now["mono"] += 100
+    samples = parse_metrics(metrics.render(view(Role.LEADER, leader_id=1)))
+    assert samples["leader_node_has_leader"] == 1
+    assert samples['leader_node_role{role="leader"}'] == 1
+    assert samples['leader_node_role{role="follower"}'] == 0
+    assert samples["leader_node_leaderless_seconds_total"] == 2.5  # closed, no longer growing
+    assert samples["leader_node_last_leader_change_timestamp_seconds"] == 1_700_000_012
+    assert samples[f'leader_node_build_info{{version="{package_version()}"}}'] == 1
+    assert samples["process_start_time_seconds"] > 1_700_000_000
+    assert "process_cpu_seconds_total" in samples
+
+
 def call(app: StatusApp, path: str, method: str = "GET") -> tuple[str, dict[str, str], bytes]:
     captured: dict[str, Any] = {}
 
@@ -95,7 +126,23 @@ def test_status_app_routes() -> None:
     status, headers, _ = call(app, "/metrics")
     assert status == "200 OK" and headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert call(app, "/status", method="POST")[0].startswith("405")
+    assert call(app, "/status", method="POST")[1]["Allow"] == "GET, HEAD, OPTIONS"
     assert call(app, "/")[0].startswith("404")
+
+
+def test_load_balancer_methods_answer_like_get() -> None:
+    """HAProxy's httpchk sends OPTIONS by default, others send HEAD: /leader must answer both like GET."""
+    peers = {1: Address("10.0.0.1", 7700), 3: Address("10.0.0.3", 7700)}
+    current = {"view": view()}
+    app = StatusApp(lambda: current["view"], peers, Metrics())
+    for method in ("OPTIONS", "HEAD"):
+        current["view"] = view()
+        assert call(app, "/leader", method)[0].startswith("503")
+        current["view"] = view(Role.LEADER, leader_id=1)
+        status, headers, _ = call(app, "/leader", method)
+        assert status == "200 OK" and headers["Allow"] == "GET, HEAD, OPTIONS"
+        assert call(app, "/status", method)[0] == "200 OK"
+        assert call(app, "/metrics", method)[0] == "200 OK"
 
 
 def make_link(limits: TransportLimits, metrics: Metrics, now_ms: list[int]) -> PeerLink:
