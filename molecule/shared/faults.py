@@ -17,8 +17,8 @@ the fixtures `faults` (function scope: restores the cluster after every test, al
 - Every step and every measurement is written with its wall-clock time under
   artifacts/molecule/<scenario>-<algorithm>/ (steps.txt, measurements.json), next to each host's
   `journalctl -u leader-node -o json` (<host>.journal.json) and the verdict and per-epoch timeline of
-  `leader-node check-history` (timeline.txt). The hosts share this machine's kernel clock, so journald
-  times and the steps' times compare directly.
+  `leader-node check-history` (timeline.txt, and the picture timeline.svg with the steps drawn in).
+  The hosts share this machine's kernel clock, so journald times and the steps' times compare directly.
 """
 
 from __future__ import annotations
@@ -414,7 +414,8 @@ class FaultCluster:
         """Collect the journals, run `leader-node check-history` on them (verdict and per-epoch
         timeline into timeline.txt) and the checkers in-process; fail on any violation."""
         files = self.collect()
-        command = [sys.executable, "-m", "node", "check-history", *map(str, files)]
+        picture = ["--svg", str(self.out_dir / "timeline.svg"), "--steps", str(self.out_dir / "steps.txt")]
+        command = [sys.executable, "-m", "node", "check-history", *picture, *map(str, files)]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         report = result.stdout + result.stderr
         events = [e for path in files for e in parse_journal_json(path.read_text().splitlines(), path.name)]
