@@ -211,11 +211,11 @@ class Ring(ElectionNode):
         if not self._well_formed(token):
             self._log("message_rejected", f"drops a malformed token {token}", LogLevel.WARNING)
             return
-        if self._abstains(token.initiator) and self._may_vote(token.initiator, token.epoch, pre_vote=False):
-            self._abstain(token)
-            return
-        if not self._may_promise(token.initiator, token.epoch, pre_vote=False):
+        if not self._may_vote(token.initiator, token.epoch, pre_vote=False):
             self._refuse(token)
+            return
+        if self._abstains(token.initiator):
+            self._abstain(token)
             return
         if self.phase is Phase.AWAIT_TOKEN:
             self._log(
