@@ -232,15 +232,19 @@ def test_rolling_restart_keeps_exactly_one_leader(
     for poll in polls:
         if poll.took > 2 * POLL_S:  # a slow poll: the interval around it is observed less finely
             faults.step(f"slow poll, {poll.took * 1000:.0f} ms: {poll.describe()}")
+
     # A poll in which nobody answered 200 and some node did not answer at all says nothing about the
     # leader (the silent node may be it, too slow to answer within REQUEST_TIMEOUT_S on a loaded
     # machine). Such polls are set aside, counted, and bounded; two 200s are judged whatever else.
-    unknown = [p for p in polls if not p.leaders and 0 in p.codes.values()]
+    def inconclusive(poll: Poll) -> bool:
+        return not poll.leaders and 0 in poll.codes.values()
+
+    unknown = [p for p in polls if inconclusive(p)]
     faults.measure("leader_polls_inconclusive", len(unknown))
     for poll in unknown:
         faults.step(f"inconclusive poll (no 200, a node silent): {poll.describe()}")
     assert len(unknown) <= max(2, len(polls) // 50), f"{len(unknown)} of {len(polls)} polls inconclusive"
-    bad = anomalies([p for p in polls if p not in unknown])
+    bad = anomalies([p for p in polls if not inconclusive(p)])
     for anomaly in bad:
         faults.measure(f"{anomaly.kind.replace(' ', '_')}_bound_s", anomaly.bound_s)
         faults.step(
