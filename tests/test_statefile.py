@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from node.core.state import DurableState, dump_state
-from node.runtime.statefile import STATE_FILE_NAME, StateFile, StateFileError
+from node.runtime.statefile import LOCK_FILE_NAME, STATE_FILE_NAME, StateFile, StateFileError
 
 
 def test_missing_file_is_a_fresh_node(tmp_path: Path) -> None:
@@ -108,3 +109,50 @@ def test_node_refuses_to_start_on_a_corrupt_state_file(tmp_path: Path) -> None:
     assert "EVENT=startup_failed" in result.stderr
     assert str(state_dir / STATE_FILE_NAME) in result.stderr
     assert (state_dir / STATE_FILE_NAME).read_bytes() == b'{"epoch": 3'  # never reset
+
+
+def test_lock_is_exclusive_and_released_with_its_fd(tmp_path: Path) -> None:
+    first = StateFile(tmp_path).lock()
+    with pytest.raises(StateFileError, match="in use by another leader-node process"):
+        StateFile(tmp_path).lock()  # a second open file description: what a second process would hold
+    os.close(first)  # what the kernel does when the holder dies
+    os.close(StateFile(tmp_path).lock())
+
+
+def test_lock_proves_the_directory_takes_a_write_and_leaves_no_trace(tmp_path: Path) -> None:
+    os.close(StateFile(tmp_path).lock())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE_NAME]
+    missing = tmp_path / "gone"
+    with pytest.raises(StateFileError, match="cannot open the lock in state_dir"):
+        StateFile(missing).lock()
+
+
+def _node_toml(tmp_path: Path, state_dir: Path, port: int) -> Path:
+    (tmp_path / "secret").write_text("s" * 32)
+    config = tmp_path / f"node-{port}.toml"
+    config.write_text(
+        f'node_id = 1\nsecret_file = "secret"\nstate_dir = "{state_dir}"\nhttp_listen = "127.0.0.1:{port}"\n'
+        '[peers]\n1 = "127.0.0.1:1"\n2 = "127.0.0.1:2"\n'
+    )
+    return config
+
+
+def test_a_second_node_on_the_same_state_dir_refuses_to_start(tmp_path: Path) -> None:
+    """The lock is taken before anything binds: the second process fails on it, not on a port."""
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    holder = StateFile(state_dir).lock()  # stands in for the running node: the lock is what it holds
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "node", "run", "--config", str(_node_toml(tmp_path, state_dir, 3))],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={"LEADER_NODE_LOG": "stderr", "PATH": "/usr/bin:/bin"},
+        )
+    finally:
+        os.close(holder)
+    assert result.returncode == 1
+    assert "EVENT=startup_failed" in result.stderr
+    assert "in use by another leader-node process" in result.stderr

@@ -93,6 +93,7 @@ class Daemon:
         self.notifier = notifier
         self.metrics = Metrics()
         self.state_file = StateFile(config.state_dir)
+        self._state_lock_fd = self.state_file.lock()  # held for the life of the process
         initial_state = self.state_file.load()
         self._initial_epoch = initial_state.epoch
         rng = random.SystemRandom()

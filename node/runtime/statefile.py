@@ -8,12 +8,14 @@ epoch twice, i.e. two leaders in one epoch.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
 from node.core.state import DurableState, StateCorruptError, dump_state, load_state
 
 STATE_FILE_NAME = "state.json"
+LOCK_FILE_NAME = "lock"
 _TEMP_SUFFIX = ".tmp"
 
 
@@ -26,6 +28,48 @@ class StateFile:
         self.state_dir = state_dir
         self.path = state_dir / STATE_FILE_NAME
         self._temp_path = state_dir / (STATE_FILE_NAME + _TEMP_SUFFIX)
+
+    def lock(self) -> int:
+        """Take this state directory for this process, or raise StateFileError; returns the lock's fd.
+
+        Two daemons (or a daemon and `write-state`) on one directory would each believe their own epoch:
+        an exclusive flock makes that impossible, and the kernel drops it when the process dies, so a
+        crash never leaves a stale lock. Also proves at start, not at the first election, that the
+        directory takes a durable write: a node that cannot persist a promise must not start.
+        """
+        try:
+            fd = os.open(self.state_dir / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StateFileError(
+                f"cannot open the lock in state_dir {self.state_dir}: {exc.strerror or exc}"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise StateFileError(
+                f"state_dir {self.state_dir} is in use by another leader-node process (its lock is held); "
+                "two nodes must never share a state directory"
+            ) from exc
+        try:
+            self._probe_write()
+        except OSError as exc:
+            os.close(fd)
+            raise StateFileError(
+                f"state_dir {self.state_dir} does not take a durable write: {exc.strerror or exc}"
+            ) from exc
+        return fd
+
+    def _probe_write(self) -> None:
+        """Write, fsync and remove the temp file: what every save() does, without touching the state."""
+        fd = os.open(self._temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, b"probe\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.unlink(self._temp_path)
+        self._fsync_dir()
 
     def load(self) -> DurableState:
         try:
