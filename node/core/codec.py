@@ -1,8 +1,14 @@
-"""Wire frames: 4-byte big-endian length + UTF-8 JSON object, authenticated with HMAC-SHA256.
+"""Wire frames: 4-byte big-endian length + UTF-8 JSON object; the message bodies of session frames.
 
-The `auth` field is the hex HMAC-SHA256, keyed by the cluster secret, of the canonical body: the frame's
-JSON object without `auth`, serialised with sorted keys and no whitespace. The decoder is sans-IO: feed it
-whatever bytes a read returned (partial frames, several frames) and pull messages out.
+On the wire since the connection handshake (node/core/session.py, docs/security.md), a message travels
+as `encode_body`: its canonical JSON, authenticated by the session's per-frame MAC. `encode_frame`,
+`decode_payload` and `FrameDecoder` are the earlier, self-standing format (an `auth` field per message,
+no session); the daemon no longer speaks it, tests and tools use it to sign messages on their own.
+
+In that format the `auth` field is the hex HMAC-SHA256, keyed by the cluster secret, of the canonical
+body: the frame's JSON object without `auth`, serialised with sorted keys and no whitespace. The decoder
+is sans-IO: feed it whatever bytes a read returned (partial frames, several frames) and pull messages
+out.
 """
 
 from __future__ import annotations
@@ -37,8 +43,12 @@ def encode_frame(message: Message, secret: bytes) -> bytes:
     return _LENGTH.pack(len(payload)) + payload
 
 
-def decode_payload(payload: bytes, secret: bytes) -> Message:
-    """One frame's payload -> message. Raises RemoteProtocolError for anything a peer got wrong."""
+def encode_body(message: Message) -> bytes:
+    """A message's canonical JSON without `auth`: the body of a session frame (node/core/session.py)."""
+    return _canonical(message.to_wire())
+
+
+def _json_object(payload: bytes) -> dict[str, Any]:
     try:
         # ValueError covers JSONDecodeError, UnicodeDecodeError and Python's int-digits limit.
         body = json.loads(payload.decode("utf-8"))
@@ -46,6 +56,17 @@ def decode_payload(payload: bytes, secret: bytes) -> Message:
         raise RemoteProtocolError(f"frame is not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise RemoteProtocolError("frame is not a JSON object")
+    return body
+
+
+def decode_body(body: bytes) -> Message:
+    """A session frame's body -> message (authenticated by the session, so no `auth` field)."""
+    return from_wire(_json_object(body))
+
+
+def decode_payload(payload: bytes, secret: bytes) -> Message:
+    """One frame's payload -> message. Raises RemoteProtocolError for anything a peer got wrong."""
+    body = _json_object(payload)
     auth = body.pop("auth", None)
     if not isinstance(auth, str) or not auth.isascii():
         raise RemoteProtocolError("frame has no valid auth field")
