@@ -60,10 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_config(path: Path) -> int:
     try:
-        load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    for warning in config.warnings:  # not errors: the file is usable (exit 0, "ok")
+        print(f"{path}: warning: {warning}", file=sys.stderr)
     print("ok")
     return 0
 
@@ -95,6 +97,8 @@ def _run(path: Path) -> int:
     from node.runtime.sdnotify import Notifier  # noqa: PLC0415
 
     journal = Journal(config.node_id)
+    for warning in config.warnings:
+        journal.event("config_warning", f"{path}: {warning}", LogLevel.WARNING)
     try:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         daemon = Daemon(config, journal, Notifier())

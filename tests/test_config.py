@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -274,3 +275,172 @@ def test_timer_rules_are_the_settings_rules(
             election_timeout_ms=election,
         )
     assert str(from_file.value) == str(from_settings.value)
+
+
+# -- issue 13, item 7: id bound, timer ranges, one host:port written two ways, the secret file's mode --
+
+
+def test_the_config_id_bound_is_the_wire_bound() -> None:
+    """One constant: the largest id node.toml accepts is the largest a message carries."""
+    from node.core.messages import MAX_INTEGER, Heartbeat  # noqa: PLC0415
+    from node.core.settings import MAX_NODE_ID  # noqa: PLC0415
+
+    assert MAX_NODE_ID == MAX_INTEGER
+    Heartbeat(sender=MAX_NODE_ID, epoch=1, leader_id=MAX_NODE_ID)  # the wire takes the highest id
+    with pytest.raises(ValueError, match="2\\^63"):
+        Heartbeat(sender=MAX_NODE_ID + 1, epoch=1, leader_id=None)
+
+
+RANGE_CASES = [
+    # (id, (heartbeat, failure, election), expected field or None, fragment)
+    ("heartbeat at the minimum", ("10ms", "30ms", "30ms"), None, ""),
+    (
+        "heartbeat below the minimum",
+        ("9ms", "30ms", "30ms"),
+        "heartbeat_interval",
+        "below the minimum of 10 ms",
+    ),
+    ("heartbeat at the maximum", ("60s", "121s", "121s"), None, ""),
+    ("heartbeat above the maximum", ("60001ms", "200s", "200s"), "heartbeat_interval", "maximum of 60000 ms"),
+    ("failure at the maximum", ("1s", "600s", "600s"), None, ""),
+    ("failure above the maximum", ("1s", "600001ms", "600001ms"), "failure_timeout", "maximum of 600000 ms"),
+    ("election above the maximum", ("1s", "3s", "601s"), "election_timeout", "maximum of 600000 ms (600 s)"),
+    ("election below failure", ("1s", "3s", "2999ms"), "election_timeout", "at least failure_timeout"),
+]
+
+
+@pytest.mark.parametrize(
+    ("timers", "field", "fragment"), [c[1:] for c in RANGE_CASES], ids=[c[0] for c in RANGE_CASES]
+)
+def test_timer_ranges(tmp_path: Path, timers: tuple[str, str, str], field: str | None, fragment: str) -> None:
+    text = GOOD
+    for key, value in zip(("heartbeat_interval", "failure_timeout", "election_timeout"), timers, strict=True):
+        text = replace_line(text, key, f'{key} = "{value}"')
+    path = write(tmp_path, text)
+    if field is None:
+        load_config(path)
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.field == field
+    assert fragment in caught.value.problem
+
+
+ID_CASES = [
+    # (id, peers table, node_id, expected field or None, fragment)
+    ("highest id", f'{2**63 - 1} = "10.0.0.1:7700"\n2 = "10.0.0.2:7700"', 2, None, ""),
+    (
+        "peer id above the wire",
+        f'{2**63} = "10.0.0.1:7700"\n2 = "10.0.0.2:7700"',
+        2,
+        f"peers.{2**63}",
+        "2^63 - 1",
+    ),
+    ("node_id above the wire", f'{2**64} = "10.0.0.1:7700"\n2 = "10.0.0.2:7700"', 2**64, "node_id", "carry"),
+]
+
+
+@pytest.mark.parametrize(
+    ("peers", "node_id", "field", "fragment"), [c[1:] for c in ID_CASES], ids=[c[0] for c in ID_CASES]
+)
+def test_ids_above_what_a_message_carries(
+    tmp_path: Path, peers: str, node_id: int, field: str | None, fragment: str
+) -> None:
+    head = replace_line(GOOD.split("[peers]", maxsplit=1)[0], "node_id", f"node_id = {node_id}")
+    path = write(tmp_path, head + "[peers]\n" + peers + "\n")
+    if field is None:
+        assert load_config(path).node_id == node_id
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.field == field
+    assert fragment in caught.value.problem
+
+
+def _localhost_resolves_to(address: str) -> bool:
+    try:
+        infos = socket.getaddrinfo("localhost", 7700, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    return address in {info[4][0] for info in infos}
+
+
+SAME_SOCKET_CASES = [
+    # (id, two members' addresses, expected error on peers.N or None, resolution needed)
+    ("localhost vs 127.0.0.1", ("localhost:7700", "127.0.0.1:7700"), "peers.2", "127.0.0.1"),
+    ("[::1] vs localhost", ("[::1]:7700", "localhost:7700"), "peers.2", "::1"),
+    ("127.0.0.1 vs the default port", ("127.0.0.1", "localhost:7700"), "peers.2", "127.0.0.1"),
+    ("[::1] vs [0:0:0:0:0:0:0:1]", ("[::1]:7700", "[0:0:0:0:0:0:0:1]:7700"), "peers.2", ""),
+    ("localhost on two ports", ("localhost:7700", "127.0.0.1:7800"), None, ""),
+    ("two loopback addresses", ("127.0.0.1:7700", "127.0.0.2:7700"), None, ""),
+    ("IPv4 and IPv6 loopback", ("127.0.0.1:7700", "[::1]:7700"), None, ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("addresses", "field", "needs"),
+    [c[1:] for c in SAME_SOCKET_CASES],
+    ids=[c[0] for c in SAME_SOCKET_CASES],
+)
+def test_same_host_port_written_two_ways(
+    tmp_path: Path, addresses: tuple[str, str], field: str | None, needs: str
+) -> None:
+    if needs and not _localhost_resolves_to(needs):
+        pytest.skip(f"localhost does not resolve to {needs} on this host")
+    peers = f'1 = "{addresses[0]}"\n2 = "{addresses[1]}"\n3 = "10.0.0.3:7700"'
+    text = GOOD.split("[peers]", maxsplit=1)[0] + "[peers]\n" + peers + "\n"
+    path = write(tmp_path, text)
+    if field is None:
+        load_config(path)
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.field == field
+    assert "the same host:port written two ways" in caught.value.problem
+    assert "like node 1's" in caught.value.problem
+
+
+def test_an_unresolvable_peer_name_is_an_error_naming_the_key(tmp_path: Path) -> None:
+    # .invalid never resolves (RFC 6761); numeric hosts resolve without any name service.
+    peers = '1 = "10.0.0.1:7700"\n2 = "10.0.0.2:7700"\n3 = "no-such-host.invalid:7700"'
+    path = write(tmp_path, GOOD.split("[peers]", maxsplit=1)[0] + "[peers]\n" + peers + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.field == "peers.3"
+    assert "cannot resolve 'no-such-host.invalid'" in caught.value.problem
+
+
+MODE_CASES = [
+    # (id, mode of the secret file, expected warning fragments)
+    ("owner only", 0o600, ()),
+    ("group read (the role's 0640)", 0o640, ()),
+    ("owner read-only", 0o400, ()),
+    ("others read", 0o644, ("readable by others (mode 0644)",)),
+    ("others write", 0o602, ("writable by others (mode 0602)",)),
+    ("group write", 0o660, ("writable by its group (mode 0660)",)),
+    ("everyone", 0o666, ("readable by others (mode 0666)", "writable by its group (mode 0666)")),
+]
+
+
+@pytest.mark.parametrize(("mode", "fragments"), [c[1:] for c in MODE_CASES], ids=[c[0] for c in MODE_CASES])
+def test_secret_file_mode_warns_but_loads(tmp_path: Path, mode: int, fragments: tuple[str, ...]) -> None:
+    path = write(tmp_path, GOOD)
+    (tmp_path / "secret").chmod(mode)
+    config = load_config(path)
+    assert config.secret == SECRET  # a warning, never an error
+    assert len(config.warnings) == len(fragments)
+    for warning, fragment in zip(config.warnings, fragments, strict=True):
+        assert warning.startswith("secret_file: ")
+        assert fragment in warning
+
+
+def test_check_config_prints_warnings_on_stderr_and_still_exits_0(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    (tmp_path / "secret").chmod(0o644)
+    result = run_cli("check-config", str(path))
+    assert (result.returncode, result.stdout) == (0, "ok\n")
+    assert result.stderr.startswith(f"{path}: warning: secret_file: ")
+    assert "readable by others" in result.stderr
+    (tmp_path / "secret").chmod(0o600)
+    quiet = run_cli("check-config", str(path))
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "ok\n", "")

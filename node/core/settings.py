@@ -9,7 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from node.core.messages import MAX_INTEGER
+
 MIN_NODE_ID = 1  # ids start at 1
+# The largest id a message can carry (node/core/messages.py validates every id field against the same
+# constant): a configured id above it could never be sent or accepted, so the file check refuses it.
+MAX_NODE_ID = MAX_INTEGER
+
+# Sane ranges for the timers (docs/configuration.md, "Timer ranges"). Below 10 ms a heartbeat is
+# below the scheduling noise of a loaded host (and of the 10 ms floor of the retry backoff); above a
+# minute a heartbeat, or ten minutes a failure or election timeout, a dead leader would go unnoticed
+# for longer than any operator wants: such a value is almost certainly a unit typo ("600s" for "600ms").
+HEARTBEAT_INTERVAL_MIN_MS = 10
+HEARTBEAT_INTERVAL_MAX_MS = 60_000
+FAILURE_TIMEOUT_MAX_MS = 600_000
+ELECTION_TIMEOUT_MAX_MS = 600_000
 
 
 class SettingsError(ValueError):
@@ -22,23 +36,31 @@ class SettingsError(ValueError):
 
 
 def check_node_id(field_name: str, value: object) -> int:
-    """A node id is a positive integer (not a bool)."""
+    """A node id is a positive integer (not a bool) that a message can carry (at most MAX_NODE_ID)."""
     if type(value) is not int or value < MIN_NODE_ID:
         raise SettingsError(
             field_name, f"must be a positive integer (ids start at {MIN_NODE_ID}), got {value!r}"
+        )
+    if value > MAX_NODE_ID:
+        raise SettingsError(
+            field_name, f"{value} is above {MAX_NODE_ID} (2^63 - 1), the largest id a message can carry"
         )
     return value
 
 
 def check_timers(heartbeat_interval_ms: int, failure_timeout_ms: int, election_timeout_ms: int) -> None:
-    """2 x heartbeat_interval < failure_timeout <= election_timeout, all of them above zero."""
-    for name, value in (
-        ("heartbeat_interval", heartbeat_interval_ms),
-        ("failure_timeout", failure_timeout_ms),
-        ("election_timeout", election_timeout_ms),
+    """2 x heartbeat_interval < failure_timeout <= election_timeout, each within its sane range."""
+    for name, value, low, high in (
+        ("heartbeat_interval", heartbeat_interval_ms, HEARTBEAT_INTERVAL_MIN_MS, HEARTBEAT_INTERVAL_MAX_MS),
+        ("failure_timeout", failure_timeout_ms, 1, FAILURE_TIMEOUT_MAX_MS),
+        ("election_timeout", election_timeout_ms, 1, ELECTION_TIMEOUT_MAX_MS),
     ):
         if value <= 0:
             raise SettingsError(name, f"{value} ms must be above zero")
+        if value < low:
+            raise SettingsError(name, f"{value} ms is below the minimum of {low} ms")
+        if value > high:
+            raise SettingsError(name, f"{value} ms is above the maximum of {high} ms ({high // 1000} s)")
     if failure_timeout_ms <= 2 * heartbeat_interval_ms:
         raise SettingsError(
             "failure_timeout",

@@ -8,7 +8,10 @@ the file's key names; `check-config` is also what the Ansible role validates eve
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +26,9 @@ DEFAULT_HTTP_LISTEN = "0.0.0.0:7701"
 DEFAULT_HTTP_PORT = 7701
 DEFAULT_STATE_DIR = "/var/lib/leader-node"
 DEFAULT_ALGORITHM = "bully"
+DEFAULT_CLUSTER_NAME = "leader-node"
+MAX_CLUSTER_NAME_CHARS = 64  # node/core/session.py's limit
+_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MIN_SECRET_BYTES = 16
 MAX_SECRET_BYTES = 4096  # a secret file this large is almost certainly the wrong file
 MAX_MEMBERS = 64
@@ -38,6 +44,8 @@ _KNOWN_KEYS = frozenset(
         "failure_timeout",
         "election_timeout",
         "secret_file",
+        "previous_secret_file",
+        "cluster_name",
         "state_dir",
         "preempt",
     }
@@ -72,6 +80,12 @@ class NodeConfig:
     peers: Mapping[int, Address]  # every member, this node included: where to connect to it
     state_dir: Path
     secret: bytes = field(repr=False)
+    # A second secret this node accepts (rotation: docs/operations.md); offered after `secret`.
+    previous_secret: bytes | None = field(default=None, repr=False)
+    cluster_name: str = DEFAULT_CLUSTER_NAME  # bound into every connection handshake
+    # Problems that do not stop the node (a secret file others can read): check-config prints each on
+    # stderr as "PATH: warning: ...", `leader-node run` logs each as a config_warning event at start.
+    warnings: tuple[str, ...] = ()
 
     @property
     def node_id(self) -> int:
@@ -149,22 +163,67 @@ def _parse_peers(raw: object) -> dict[int, Address]:
             )
         seen[address] = peer_id
         peers[peer_id] = address
-    return dict(sorted(peers.items()))
+    ordered = dict(sorted(peers.items()))
+    _check_peers_resolve_apart(ordered)
+    return ordered
 
 
-def _read_secret(path: Path) -> bytes:
+def resolve_address(field_name: str, address: Address) -> frozenset[tuple[str, int]]:
+    """Every (IP, port) `address` names, by getaddrinfo. An unresolvable name is an error naming the key."""
+    try:
+        infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(field_name, f"cannot resolve {address.host!r}: {exc}") from exc
+    # sockaddr[0] is the IP; an IPv6 scope ("fe80::1%eth0") stays part of it.
+    return frozenset((str(info[4][0]), address.port) for info in infos)
+
+
+def _check_peers_resolve_apart(peers: Mapping[int, Address]) -> None:
+    """One host:port written two ways ("localhost:7700" and "127.0.0.1:7700", or "[::1]" and
+    "localhost") is two members in one process: refused, like the same text twice."""
+    seen: dict[tuple[str, int], int] = {}
+    for peer_id, address in peers.items():
+        for endpoint in sorted(resolve_address(f"peers.{peer_id}", address)):
+            other = seen.setdefault(endpoint, peer_id)
+            if other != peer_id:
+                raise ConfigError(
+                    f"peers.{peer_id}",
+                    f"{address} resolves to {endpoint[0]} port {endpoint[1]}, "
+                    f"like node {other}'s {peers[other]}: the same host:port written two ways",
+                )
+
+
+def secret_file_warnings(field_name: str, path: Path) -> tuple[str, ...]:
+    """Warnings, not errors, on who may read or change the secret file (docs/configuration.md)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return ()  # reading it already failed or will: that is an error of its own
+    warnings = []
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        warnings.append(
+            f"{field_name}: {path} is {'readable' if mode & stat.S_IROTH else 'writable'} by others "
+            f"(mode {mode:04o}); anyone who reads the secret can speak as every member: chmod o-rwx"
+        )
+    if mode & stat.S_IWGRP:
+        warnings.append(
+            f"{field_name}: {path} is writable by its group (mode {mode:04o}); chmod g-w "
+            "(group read is fine for the service's own group, like the role's root:leader-node 0640)"
+        )
+    return tuple(warnings)
+
+
+def _read_secret(path: Path, field_name: str = "secret_file") -> bytes:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError("secret_file", f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(field_name, f"cannot read {path}: {exc.strerror or exc}") from exc
     if len(data) > MAX_SECRET_BYTES:
-        raise ConfigError(
-            "secret_file", f"{path} is {len(data)} bytes; a secret is at most {MAX_SECRET_BYTES}"
-        )
+        raise ConfigError(field_name, f"{path} is {len(data)} bytes; a secret is at most {MAX_SECRET_BYTES}")
     secret = data.strip()
     if len(secret) < MIN_SECRET_BYTES:
         raise ConfigError(
-            "secret_file",
+            field_name,
             f"the secret in {path} is {len(secret)} bytes; at least {MIN_SECRET_BYTES} required",
         )
     return secret
@@ -174,6 +233,20 @@ def _path(field_name: str, value: object, base_dir: Path) -> Path:
     if not isinstance(value, str) or not value:
         raise ConfigError(field_name, f"expected a path, got {value!r}")
     return base_dir / Path(value).expanduser()
+
+
+def _cluster_name(value: object) -> str:
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= MAX_CLUSTER_NAME_CHARS
+        or not _CLUSTER_NAME.match(value)
+    ):
+        raise ConfigError(
+            "cluster_name",
+            f"expected 1 to {MAX_CLUSTER_NAME_CHARS} characters of letters, digits, '.', '_', '-' "
+            f"(starting with a letter or digit), got {value!r}",
+        )
+    return value
 
 
 def _same_socket(a: Address, b: Address) -> bool:
@@ -223,7 +296,16 @@ def config_from_mapping(raw: Mapping[str, Any], path: Path) -> NodeConfig:
     if "secret_file" not in raw:
         raise ConfigError("secret_file", "missing (a file holding the cluster secret, at least 16 bytes)")
     base_dir = path.parent
-    secret = _read_secret(_path("secret_file", raw["secret_file"], base_dir))
+    secret_path = _path("secret_file", raw["secret_file"], base_dir)
+    secret = _read_secret(secret_path)
+    warnings = secret_file_warnings("secret_file", secret_path)
+    previous_secret = None
+    if "previous_secret_file" in raw:
+        previous_path = _path("previous_secret_file", raw["previous_secret_file"], base_dir)
+        previous_secret = _read_secret(previous_path, "previous_secret_file")
+        if previous_secret == secret:
+            raise ConfigError("previous_secret_file", f"{previous_path} holds the same secret as secret_file")
+    cluster_name = _cluster_name(raw.get("cluster_name", DEFAULT_CLUSTER_NAME))
     state_dir = _path("state_dir", raw.get("state_dir", DEFAULT_STATE_DIR), base_dir)
 
     settings = Settings(
@@ -243,6 +325,9 @@ def config_from_mapping(raw: Mapping[str, Any], path: Path) -> NodeConfig:
         peers=peers,
         state_dir=state_dir,
         secret=secret,
+        previous_secret=previous_secret,
+        cluster_name=cluster_name,
+        warnings=warnings,
     )
 
 

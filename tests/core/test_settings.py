@@ -82,7 +82,9 @@ def test_invalid_settings_are_rejected(changes: dict[str, Any]) -> None:
     "changes",
     [
         {"failure_timeout_ms": 2001},  # just above 2 x heartbeat
-        {"heartbeat_interval_ms": 1, "failure_timeout_ms": 3, "election_timeout_ms": 3},  # smallest timers
+        {"heartbeat_interval_ms": 10, "failure_timeout_ms": 21, "election_timeout_ms": 21},  # smallest timers
+        {"heartbeat_interval_ms": 60_000, "failure_timeout_ms": 600_000, "election_timeout_ms": 600_000},
+        {"node_id": 2**63 - 1, "member_ids": (2**63 - 1,)},  # the largest id a message carries
         {"election_timeout_ms": 3000},  # exactly failure_timeout: an election may take as long
         {"node_id": 1, "member_ids": (1,)},  # the smallest id
         {"preempt": True},
@@ -110,6 +112,11 @@ def test_known_gap_node_ids_must_be_valid_message_senders(changes: dict[str, Any
         ({"failure_timeout_ms": 2000}, "failure_timeout"),
         ({"election_timeout_ms": 2999}, "election_timeout"),
         ({"member_ids": (0, 1)}, "member_ids"),
+        ({"heartbeat_interval_ms": 9}, "heartbeat_interval"),
+        ({"heartbeat_interval_ms": 60_001, "failure_timeout_ms": 200_000}, "heartbeat_interval"),
+        ({"failure_timeout_ms": 600_001, "election_timeout_ms": 600_001}, "failure_timeout"),
+        ({"election_timeout_ms": 600_001}, "election_timeout"),
+        ({"node_id": 2**63, "member_ids": (2**63,)}, "member_ids"),
     ],
     ids=repr,
 )

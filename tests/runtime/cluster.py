@@ -160,6 +160,7 @@ class Cluster:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "secret").write_bytes(SECRET + b"\n")
+        (directory / "secret").chmod(0o600)  # group/others-readable would log a config_warning
         self.nodes: dict[int, Node] = {}
         for node_id in node_ids:
             self.nodes[node_id] = Node(
