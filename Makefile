@@ -2,12 +2,13 @@
 #   make cluster     set up everything and run a 5-node cluster on local systemd containers
 #   make test        everything: lint, types, unit, simulator sweeps, loopback processes, Ansible, Molecule
 #   make test-fast   the inner loop: lint, types, unit, short simulator sweeps, loopback runtime (minutes)
+#   make fuzz        not in make test: the frame decoder and handshake fuzz tests with many examples
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-$(shell cat requirements-dev.txt requirements-deploy.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv lint typecheck test-unit test-slow test-fast test test-deploy test-rounds cluster cluster-down clean
+.PHONY: venv lint typecheck test-unit test-slow test-fast test test-deploy test-rounds fuzz cluster cluster-down clean
 
 venv: $(STAMP)
 $(STAMP): requirements-dev.txt requirements-deploy.txt pyproject.toml
@@ -44,6 +45,12 @@ ROUNDS ?= 10
 SCENARIOS ?= concurrent
 test-rounds:
 	LEADER_NODE_FAULT_ROUNDS=$(ROUNDS) MOLECULE_SCENARIOS="$(SCENARIOS)" scripts/test-deploy.sh
+
+# Not part of `make test`: tests/core/test_codec_fuzz.py (frame decoder, handshake parser, session frames)
+# with FUZZ_EXAMPLES examples per property instead of 200, e.g. `make fuzz FUZZ_EXAMPLES=100000`.
+FUZZ_EXAMPLES ?= 20000
+fuzz: venv
+	LEADER_NODE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest -q -p no:cacheprovider tests/core/test_codec_fuzz.py
 
 cluster:
 	scripts/cluster-up.sh

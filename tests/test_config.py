@@ -128,7 +128,35 @@ BAD_CASES = [
     ("port out of range", ("listen", 'listen = "127.0.0.1:70000"'), "listen", "1..65535"),
     ("http clashes with listen", ("http_listen", 'http_listen = "0.0.0.0:7700"'), "http_listen", "clashes"),
     ("preempt not bool", ("state_dir", 'preempt = "yes"'), "preempt", "true or false"),
+    (
+        "previous secret file absent",
+        ("state_dir", 'previous_secret_file = "nope"'),
+        "previous_secret_file",
+        "cannot read",
+    ),
+    (
+        "previous secret is the current one",
+        ("state_dir", 'previous_secret_file = "secret"'),
+        "previous_secret_file",
+        "the same secret",
+    ),
+    ("cluster_name with a space", ("state_dir", 'cluster_name = "a b"'), "cluster_name", "letters, digits"),
+    ("cluster_name empty", ("state_dir", 'cluster_name = ""'), "cluster_name", "1 to 64"),
+    ("cluster_name too long", ("state_dir", f'cluster_name = "{"x" * 65}"'), "cluster_name", "1 to 64"),
 ]
+
+
+def test_cluster_name_and_previous_secret(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    assert (config.cluster_name, config.previous_secret) == ("leader-node", None)
+    (tmp_path / "old").write_bytes(b"  the-previous-cluster-secret\n")
+    text = GOOD.replace(
+        'state_dir = "state"', 'state_dir = "state"\nprevious_secret_file = "old"\ncluster_name = "prod-1"'
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.previous_secret == b"the-previous-cluster-secret"
+    assert config.cluster_name == "prod-1"
+    assert "the-previous" not in repr(config)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ server, HTTP server, a peer link) dies, so systemd restarts us instead of keepin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import signal
 import time
@@ -47,10 +48,11 @@ from node.core.events import (
     TimerId,
 )
 from node.core.messages import Message
+from node.core.session import Keyring
 from node.core.view import NodeView
-from node.runtime.config import NodeConfig
+from node.runtime.config import ConfigError, NodeConfig, load_config
 from node.runtime.http import StatusApp, make_http_server
-from node.runtime.journal import Journal, RateLimiter
+from node.runtime.journal import Journal, LineBudget, RateLimiter
 from node.runtime.metrics import ELECTION_STARTED_EVENT, Metrics
 from node.runtime.sdnotify import Notifier
 from node.runtime.statefile import StateFile
@@ -62,6 +64,33 @@ INBOX_MAX_ITEMS = 1024  # when full, inbound connections wait: back-pressure on 
 SHUTDOWN_FLUSH_MS = 500  # how long a stopping node waits for its last messages (RESIGN) to leave
 MAX_TIMER_FIRES_PER_PASS = 64  # a timer re-armed in the past cannot starve the inbox
 REJECT_LOG_INTERVAL_MS = 10_000  # at most one message_rejected line per remote host per 10 s
+REJECT_LOG_LINES_PER_S = 5  # and at most 5 such lines per second from all hosts together (a flood)
+# What a reload (SIGHUP) applies; every other difference in node.toml needs a restart.
+RELOADABLE_KEYS = ("secret_file", "previous_secret_file")
+
+
+def keyring_of(config: NodeConfig) -> Keyring:
+    """The secrets a node knows, current first (docs/operations.md, "Rotating the cluster secret")."""
+    previous = () if config.previous_secret is None else (config.previous_secret,)
+    return Keyring((config.secret, *previous))
+
+
+def restart_only_changes(old: NodeConfig, new: NodeConfig) -> list[str]:
+    """The keys of node.toml whose change a reload cannot apply."""
+    pairs = {
+        "node_id": (old.node_id, new.node_id),
+        "listen": (old.listen, new.listen),
+        "http_listen": (old.http_listen, new.http_listen),
+        "algorithm": (old.algorithm, new.algorithm),
+        "peers": (dict(old.peers), dict(new.peers)),
+        "heartbeat_interval": (old.settings.heartbeat_interval_ms, new.settings.heartbeat_interval_ms),
+        "failure_timeout": (old.settings.failure_timeout_ms, new.settings.failure_timeout_ms),
+        "election_timeout": (old.settings.election_timeout_ms, new.settings.election_timeout_ms),
+        "preempt": (old.settings.preempt, new.settings.preempt),
+        "state_dir": (old.state_dir, new.state_dir),
+        "cluster_name": (old.cluster_name, new.cluster_name),
+    }
+    return [key for key, (before, after) in pairs.items() if before != after]
 
 
 def monotonic_ms() -> int:
@@ -104,11 +133,13 @@ class Daemon:
         self._stopping = False
         self._exit_code: gevent.event.AsyncResult = gevent.event.AsyncResult()
         self._reject_limiter = RateLimiter(REJECT_LOG_INTERVAL_MS)
+        self._reject_budget = LineBudget(REJECT_LOG_LINES_PER_S, 1000)
         self.transport = Transport(
             node_id=config.node_id,
             listen=config.listen,
             peers=dict(config.peers),
-            secret=config.secret,
+            keyring=keyring_of(config),
+            cluster_name=config.cluster_name,
             limits=TransportLimits.from_settings(config.settings),
             metrics=self.metrics,
             clock_ms=monotonic_ms,
@@ -136,9 +167,9 @@ class Daemon:
             gevent.signal_handler(signum, self._request_shutdown)
             for signum in (signal.SIGTERM, signal.SIGINT)
         ]
-        # SIGHUP's default action would end the node without a hand-off, and systemd counts a death by
-        # SIGHUP as a clean exit (no restart). node.toml is read only at start: say so and go on.
-        self._signal_handlers.append(gevent.signal_handler(signal.SIGHUP, self._ignore_hangup))
+        # SIGHUP (systemctl reload) re-reads node.toml and applies the secrets; its default action would
+        # end the node without a hand-off.
+        self._signal_handlers.append(gevent.signal_handler(signal.SIGHUP, self.reload))
         # The algorithm logs `started` on its Start event; this line is the runtime's half: where it listens.
         self.journal.event(
             "listening",
@@ -193,14 +224,52 @@ class Daemon:
             self.notifier.watchdog()
             gevent.sleep(interval_ms / 1000)
 
-    def _ignore_hangup(self) -> None:
+    def reload(self) -> None:
+        """SIGHUP: re-read node.toml; apply the secrets (new handshakes use the new keyring, sessions
+        that are established keep theirs); name what needs a restart. A bad file changes nothing."""
+        try:
+            new = load_config(self.config.path)
+            keyring = keyring_of(new)
+        except (ConfigError, ValueError) as exc:
+            self.journal.event(
+                "reload_rejected",
+                f"node {self.config.node_id} keeps its running configuration: {exc}",
+                LogLevel.WARNING,
+                REASON=str(exc),
+                EPOCH=self._epoch(),
+            )
+            return
+        old = self.config
+        changed = [
+            key
+            for key, before, after in (
+                ("secret_file", old.secret, new.secret),
+                ("previous_secret_file", old.previous_secret, new.previous_secret),
+            )
+            if before != after
+        ]
+        self.transport.keyring = keyring
+        self.config = dataclasses.replace(old, secret=new.secret, previous_secret=new.previous_secret)
         self.journal.event(
-            "signal_ignored",
-            f"node {self.config.node_id} ignores SIGHUP: node.toml is read only at start "
-            "(restart the unit to apply a change: a leader hands off)",
+            "config_reloaded",
+            f"node {old.node_id} reloaded {old.path}: "
+            f"{'changed ' + ', '.join(changed) if changed else 'no reloadable change'}; "
+            f"key ids {', '.join(keyring.ids)} (current first)",
             LogLevel.NOTICE,
+            KEY_IDS=",".join(keyring.ids),
+            CHANGED=",".join(changed) or None,
             EPOCH=self._epoch(),
         )
+        restart_keys = restart_only_changes(old, new)
+        if restart_keys:
+            self.journal.event(
+                "reload_needs_restart",
+                f"node {old.node_id}: {', '.join(restart_keys)} changed in {old.path}; a reload does not "
+                "apply them, they take effect at the next restart (a leader hands off)",
+                LogLevel.WARNING,
+                KEYS=",".join(restart_keys),
+                EPOCH=self._epoch(),
+            )
 
     def _request_shutdown(self) -> None:
         """SIGTERM/SIGINT handler (in its own greenlet): only records the wish and wakes the dispatcher."""
@@ -300,12 +369,17 @@ class Daemon:
 
     def _frame_rejected(self, remote: str, reason: str) -> None:
         host = remote.rsplit(":", 1)[0]
-        allowed, suppressed = self._reject_limiter.allow(host, monotonic_ms())
+        now_ms = monotonic_ms()
+        allowed, suppressed = self._reject_limiter.allow(host, now_ms)
         if allowed:
+            allowed, suppressed_all = self._reject_budget.allow(now_ms)
+            if not allowed:  # the host's turn is lost for this interval: counted in the budget instead
+                return
             more = f" ({suppressed} more from this host suppressed)" if suppressed else ""
+            more += f" ({suppressed_all} more from all hosts suppressed)" if suppressed_all else ""
             self.journal.event(
                 "message_rejected",
-                f"closed connection from {remote}: {reason}{more}",
+                f"{reason}{more}",
                 LogLevel.WARNING,
                 REMOTE=remote,
                 REASON=reason,

@@ -152,3 +152,25 @@ class RateLimiter:
             self._suppressed.clear()
         self._last_ms[key] = now_ms
         return True, self._suppressed.pop(key, 0)
+
+
+class LineBudget:
+    """At most `lines` reports per `interval_ms` in all; counts what it suppressed."""
+
+    def __init__(self, lines: int, interval_ms: int) -> None:
+        self.lines = lines
+        self.interval_ms = interval_ms
+        self._window_start_ms: int | None = None
+        self._used = 0
+        self._suppressed = 0
+
+    def allow(self, now_ms: int) -> tuple[bool, int]:
+        """(report it?, how many reports were suppressed since the last one allowed)."""
+        if self._window_start_ms is None or now_ms - self._window_start_ms >= self.interval_ms:
+            self._window_start_ms, self._used = now_ms, 0
+        if self._used >= self.lines:
+            self._suppressed += 1
+            return False, 0
+        self._used += 1
+        suppressed, self._suppressed = self._suppressed, 0
+        return True, suppressed

@@ -19,11 +19,20 @@ from prometheus_client.registry import Collector
 from node.core.actions import Role, RoleChanged
 from node.core.detector import PeerState
 from node.core.messages import MsgType
+from node.core.session import REASONS
 from node.core.view import NodeView
 from node.version import package_version
 
 ELECTION_STARTED_EVENT = "election_started"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Every label value of leader_node_peer_rejections_total, exported from the start (0 until it happens).
+INBOUND_REJECTION_REASONS = (
+    *REASONS,
+    "handshake_timeout",
+    "frame_timeout",
+    "source_cap",
+    "evicted",
+)
 
 
 class Metrics:
@@ -38,6 +47,8 @@ class Metrics:
         self.messages_received: Counter[str] = Counter()  # authenticated frames from a member
         self.messages_dropped: Counter[str] = Counter()  # by reason: queue_full, stale, connection_lost
         self.frames_rejected_total = 0  # inbound frames that failed the codec (the connection was closed)
+        # Inbound refusals by reason: the session's (REASONS) and the transport's caps and deadlines.
+        self.inbound_rejected: Counter[str] = Counter()
         self.leader_changes_total = 0
         self.last_leader_change_s = 0.0  # wall time of the last new (leader, epoch); 0 = none yet
         self.elections_total = 0
@@ -160,8 +171,18 @@ class Metrics:
         )
         counter(
             "leader_node_frames_rejected_total",
-            "Inbound frames rejected (size, JSON, type, HMAC, unknown sender); each closed its connection.",
+            "Inbound frames rejected (size, JSON, handshake, MAC, sequence, sender); each closed its "
+            "connection.",
             self.frames_rejected_total,
+        )
+        labelled(
+            CounterMetricFamily(
+                "leader_node_peer_rejections_total",
+                "Inbound peer connections closed by this node, by reason (bad handshakes and frames, "
+                "deadlines, per-source cap, evictions from the unauthenticated pool).",
+                labels=["reason"],
+            ),
+            ((r, self.inbound_rejected[r]) for r in INBOUND_REJECTION_REASONS),
         )
         counter(
             "leader_node_state_writes_total",

@@ -1,25 +1,33 @@
-"""Hypothesis: whatever a peer sends, the decoder answers with messages or RemoteProtocolError only."""
+"""Hypothesis: whatever a peer sends, the decoder and the session handshake answer with messages or
+RemoteProtocolError only. `make fuzz` runs the same properties with many more examples
+(LEADER_NODE_FUZZ_EXAMPLES)."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
 import json
+import os
 import struct
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.core.codec import FrameDecoder, decode_payload, encode_frame
+from node.core.codec import FrameDecoder, decode_payload, encode_body, encode_frame
 from node.core.errors import RemoteProtocolError
 from node.core.messages import Message
+from node.core.session import NONCE_BYTES, Acceptor, Connector, Hello, Keyring, SessionSender, parse_hello
 
 from .samples import OTHER_SECRET, SECRET, canonical, messages, sign
 
 OPTIONAL_WIRE_FIELDS = {"ids", "sent_ms", "echo_ms", "resigned_leader"}  # "abstained" is omitted when empty
 
-_FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_FUZZ = settings(
+    max_examples=int(os.environ.get("LEADER_NODE_FUZZ_EXAMPLES", "200")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -156,3 +164,121 @@ def test_near_valid_objects_raise_only_remote_protocol_error(payload: bytes) -> 
     wire = message.to_wire()
     assert {k: wire[k] for k in sent if k != "auth"} == {k: v for k, v in sent.items() if k != "auth"}
     assert set(wire) - set(sent) <= OPTIONAL_WIRE_FIELDS
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The session handshake (node/core/session.py): the acceptor and the connector parse a stranger's bytes.
+
+_KEYRING = Keyring((SECRET,))
+_MEMBERS = (1, 2, 3)
+
+
+def _acceptor() -> Acceptor:
+    return Acceptor(cluster="c", node_id=2, member_ids=_MEMBERS, keyring=_KEYRING, nonce=bytes(NONCE_BYTES))
+
+
+def _connector(sender: int = 1) -> Connector:
+    return Connector(
+        cluster="c", node_id=sender, peer_id=2, keyring=_KEYRING, nonce=bytes(range(NONCE_BYTES))
+    )
+
+
+def _drain_acceptor(acceptor: Acceptor, limit: int = 10_000) -> list[Message]:
+    out: list[Message] = []
+    try:
+        for _ in range(limit):
+            message = acceptor.next_message()
+            if message is None:
+                return out
+            out.append(message)
+    except RemoteProtocolError:
+        return out
+    raise AssertionError("acceptor yielded an unbounded number of messages")
+
+
+def _established() -> tuple[Acceptor, SessionSender]:
+    connector, acceptor = _connector(), _acceptor()
+    acceptor.receive(connector.hello_frame)
+    assert acceptor.next_message() is None
+    established = connector.receive(acceptor.take_output())
+    assert established is not None
+    finish, sender = established
+    acceptor.receive(finish)
+    assert acceptor.next_message() is None and acceptor.peer_id == 1
+    return acceptor, sender
+
+
+@_FUZZ
+@given(_streams, st.lists(st.integers(min_value=0), max_size=8))
+def test_acceptor_takes_arbitrary_bytes_as_a_handshake(data: bytes, cuts: list[int]) -> None:
+    acceptor = _acceptor()
+    with contextlib.suppress(RemoteProtocolError):
+        for chunk in _chunks(data, cuts):
+            acceptor.receive(chunk)
+            assert _drain_acceptor(acceptor) == []  # nothing before a handshake the test did not make
+    assert acceptor.peer_id is None
+
+
+@_FUZZ
+@given(_streams)
+def test_connector_takes_arbitrary_bytes_as_a_welcome(data: bytes) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        assert _connector().receive(data) is None
+
+
+_hello_keys = st.sampled_from(["type", "v", "cluster", "from", "to", "nonce", "keys"]) | st.text(max_size=6)
+
+
+@st.composite
+def _near_valid_hellos(draw: st.DrawFn) -> bytes:
+    body: dict[str, Any] = json.loads(_connector(draw(st.integers(1, 4))).hello_frame[4:])
+    for _ in range(draw(st.integers(0, 3))):
+        if draw(st.booleans()) and body:
+            del body[draw(st.sampled_from(sorted(body)))]
+        else:
+            body[draw(_hello_keys)] = draw(_json_values)
+    return json.dumps(body).encode()
+
+
+@_FUZZ
+@given(_near_valid_hellos())
+def test_hello_parser_accepts_only_well_formed_hellos(payload: bytes) -> None:
+    try:
+        hello = parse_hello(payload)
+    except RemoteProtocolError:
+        return
+    assert isinstance(hello, Hello)
+    assert type(hello.sender) is int and type(hello.receiver) is int and hello.sender >= 1
+    assert len(hello.nonce) == NONCE_BYTES and 1 <= len(hello.key_ids) <= 4
+    # A HELLO the parser accepted gets a WELCOME only when it is addressed right and offers our key.
+    acceptor = _acceptor()
+    acceptor.receive(struct.pack(">I", len(payload)) + payload)
+    with contextlib.suppress(RemoteProtocolError):
+        acceptor.next_message()
+    if acceptor.take_output():
+        assert hello.cluster == "c" and hello.receiver == 2 and hello.sender in (1, 3)
+
+
+@_FUZZ
+@given(st.lists(messages, max_size=4), _streams, st.lists(st.integers(min_value=0), max_size=8))
+def test_session_frames_then_arbitrary_bytes(batch: list[Message], tail: bytes, cuts: list[int]) -> None:
+    acceptor, sender = _established()
+    batch = [m for m in batch if m.sender == 1]
+    stream = b"".join(sender.seal(encode_body(m)) for m in batch)
+    acceptor.receive(stream)
+    assert _drain_acceptor(acceptor) == batch
+    for chunk in _chunks(tail, cuts):
+        acceptor.receive(chunk)
+        _drain_acceptor(acceptor)
+
+
+@_FUZZ
+@given(messages, st.data())
+def test_session_byte_flips_never_forge(message: Message, data: st.DataObject) -> None:
+    acceptor, sender = _established()
+    encoded = bytearray(sender.seal(encode_body(message)))
+    flips = data.draw(st.lists(st.integers(0, len(encoded) - 1), min_size=1, max_size=4, unique=True))
+    for index in flips:
+        encoded[index] ^= data.draw(st.integers(1, 255))
+    acceptor.receive(bytes(encoded))
+    assert _drain_acceptor(acceptor) == []  # the MAC covers seq and body; the prefix only frames them

@@ -26,11 +26,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from node.core.codec import FrameDecoder
+from node.core.codec import encode_body
 from node.core.errors import RemoteProtocolError
 from node.core.messages import Message
+from node.core.session import (
+    NONCE_BYTES,
+    Acceptor,
+    Connector,
+    FrameReader,
+    Keyring,
+    SessionSender,
+    parse_hello,
+)
 
 SECRET = b"loopback-test-secret-0123456789"
+CLUSTER_NAME = "leader-node"  # the default cluster_name
 T = TypeVar("T")
 _FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
 
@@ -305,8 +315,55 @@ class Cluster:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
+class MemberClient:
+    """A member played by the test on a connection it opens to a node: the handshake, then messages."""
+
+    def __init__(
+        self, port: int, *, sender: int, receiver: int, secret: bytes = SECRET, cluster: str = CLUSTER_NAME
+    ) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        connector = Connector(
+            cluster=cluster,
+            node_id=sender,
+            peer_id=receiver,
+            keyring=Keyring((secret,)),
+            nonce=os.urandom(NONCE_BYTES),
+        )
+        self.sock.sendall(connector.hello_frame)
+        established = None
+        while established is None:
+            data = self.sock.recv(65536)
+            if not data:
+                self.sock.close()
+                raise ConnectionError(f"node {receiver} closed the connection during the handshake")
+            established = connector.receive(data)
+        finish, self._sender = established
+        self.sock.sendall(finish)
+
+    @property
+    def sender(self) -> SessionSender:
+        return self._sender
+
+    def send(self, message: Message) -> None:
+        self.sock.sendall(self._sender.seal(encode_body(message)))
+
+    def closed_by_peer(self, timeout_s: float = 5) -> bool:
+        """True when the node closes this connection (EOF or reset) within `timeout_s`."""
+        self.sock.settimeout(timeout_s)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class FramePeer:
-    """A member played by the test: listens on a port, decodes every frame, records arrival times."""
+    """A member played by the test: listens on a port, accepts the nodes' handshakes (as whichever member
+    each HELLO addresses), decodes every frame, records arrival times."""
 
     def __init__(self, secret: bytes = SECRET) -> None:
         self._secret = secret
@@ -328,16 +385,45 @@ class FramePeer:
             threading.Thread(target=self._read_loop, args=(conn,), daemon=True).start()
 
     def _read_loop(self, conn: socket.socket) -> None:
-        decoder = FrameDecoder(self._secret)
         with conn:
             try:
-                while data := conn.recv(65536):
+                acceptor = self._accept_hello(conn)
+                if acceptor is None:
+                    return
+                while True:
                     arrived = time.monotonic()
-                    for message in decoder.feed(data):
+                    while (message := acceptor.next_message()) is not None:
                         with self._lock:
                             self.received.append((arrived, message))
+                    if output := acceptor.take_output():
+                        conn.sendall(output)
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    acceptor.receive(data)
             except (OSError, RemoteProtocolError):
                 return
+
+    def _accept_hello(self, conn: socket.socket) -> Acceptor | None:
+        """Read up to the first whole frame (the HELLO) to learn which member to play."""
+        buffered = b""
+        reader = FrameReader()
+        while (payload := reader.next_payload()) is None:
+            data = conn.recv(65536)
+            if not data:
+                return None
+            buffered += data
+            reader.receive(data)
+        hello = parse_hello(payload)
+        acceptor = Acceptor(
+            cluster=hello.cluster,
+            node_id=hello.receiver,
+            member_ids={hello.sender, hello.receiver},
+            keyring=Keyring((self._secret,)),
+            nonce=os.urandom(NONCE_BYTES),
+        )
+        acceptor.receive(buffered)
+        return acceptor
 
     def arrivals(self, sender: int, msg_type: str) -> list[float]:
         with self._lock:

@@ -8,10 +8,15 @@ from collections.abc import Callable
 
 import pytest
 
-from node.core.codec import encode_frame
-from node.core.messages import Heartbeat
+from node.core.session import Connector, Keyring
 
-from .cluster import SECRET, Cluster, wait_until
+from .cluster import CLUSTER_NAME, SECRET, Cluster, wait_until
+
+
+def hello(sender: int, receiver: int = 1, secret: bytes = SECRET, cluster: str = CLUSTER_NAME) -> bytes:
+    return Connector(
+        cluster=cluster, node_id=sender, peer_id=receiver, keyring=Keyring((secret,)), nonce=bytes(16)
+    ).hello_frame
 
 
 def send_and_wait_for_close(port: int, data: bytes, timeout_s: float = 5) -> bool:
@@ -29,8 +34,10 @@ def send_and_wait_for_close(port: int, data: bytes, timeout_s: float = 5) -> boo
 BAD_FRAMES = {
     "garbage": b"\x00\x00\x00\x05hello",
     "oversize length prefix": struct.pack(">I", 10_000_000) + b"x",
-    "bad hmac": encode_frame(Heartbeat(sender=2, epoch=0, leader_id=None), b"a-different-cluster-secret!"),
     "not json": struct.pack(">I", 4) + b"\xff\xfe{]",
+    "another secret": hello(2, secret=b"a-different-cluster-secret!"),
+    "another cluster": hello(2, cluster="another-cluster"),
+    "addressed to another node": hello(2, receiver=3),
 }
 
 
@@ -77,7 +84,6 @@ def test_frame_from_a_non_member_is_rejected(make_cluster: Callable[..., Cluster
     cluster = make_cluster(1, 2)
     cluster.start()
     cluster.wait_serving()
-    frame = encode_frame(Heartbeat(sender=77, epoch=0, leader_id=None), SECRET)
-    assert send_and_wait_for_close(cluster.nodes[1].port, frame)
+    assert send_and_wait_for_close(cluster.nodes[1].port, hello(77))
     rejected = wait_until(lambda: cluster.events(1, "message_rejected"), 5, "message_rejected in the log")
     assert "77" in rejected[0]["MESSAGE"]

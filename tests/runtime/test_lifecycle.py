@@ -138,13 +138,13 @@ def test_sigterm_exits_0_logging_stopping_and_the_leader_resigns(
     assert "Traceback" not in cluster.log_text(leader_id)
 
 
-def test_sighup_is_logged_and_ignored_the_leader_keeps_office(make_cluster: Callable[..., Cluster]) -> None:
+def test_sighup_reloads_and_the_leader_keeps_office(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(1, 2, 3)
     cluster.start()
     leader_id, epoch = cluster.wait_leader()
     for node_id in (1, 2, 3):
         cluster.signal(node_id, signal.SIGHUP)
-    wait_until(lambda: all(cluster.events(n, "signal_ignored") for n in (1, 2, 3)), 10, "SIGHUP logged")
+    wait_until(lambda: all(cluster.events(n, "config_reloaded") for n in (1, 2, 3)), 10, "SIGHUP reloads")
     assert all(cluster.nodes[n].process.poll() is None for n in (1, 2, 3))  # type: ignore[union-attr]
     assert cluster.wait_leader() == (leader_id, epoch)
     assert cluster.terminate(leader_id) == 0  # and SIGTERM still hands off

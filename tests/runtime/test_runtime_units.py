@@ -8,6 +8,7 @@ from typing import Any
 
 from node.core.actions import Role, RoleChanged
 from node.core.detector import PeerState
+from node.core.session import Connector, Keyring
 from node.core.settings import Settings
 from node.core.view import NodeView, PeerView
 from node.runtime.config import Address
@@ -154,6 +155,13 @@ def make_link(limits: TransportLimits, metrics: Metrics, now_ms: list[int]) -> P
         clock_ms=lambda: now_ms[0],
         on_unreachable=lambda peer_id, reason: None,
         rng=random.Random(1),
+        connector=lambda peer_id: Connector(
+            cluster="test",
+            node_id=1,
+            peer_id=peer_id,
+            keyring=Keyring((b"0123456789abcdef",)),
+            nonce=bytes(16),
+        ),
     )
 
 
