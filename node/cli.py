@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from node.algorithms.base import EPOCH_MAX
 from node.core.actions import LogLevel
+from node.core.state import StateCorruptError, load_state
 from node.runtime.config import ConfigError, load_config
 from node.runtime.journal import Journal
 from node.runtime.statefile import StateFile, StateFileError
@@ -33,10 +36,18 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("simulate", help="deterministic simulator (see `leader-node simulate --help`)")
     commands.add_parser("check-history", help="judge `journalctl -o json` histories (`check-history --help`)")
     write_state = commands.add_parser(
-        "write-state", help="recovery: store a (higher) epoch after a corrupt state file; node stopped"
+        "write-state",
+        help="recovery: store a (higher) epoch after a corrupt state file, or with --force any epoch "
+        "after a poisoned one; only while the node is stopped",
     )
     write_state.add_argument("--config", required=True, type=Path)
     write_state.add_argument("--epoch", required=True, type=int)
+    write_state.add_argument(
+        "--force",
+        action="store_true",
+        help="also below the stored epoch (a poisoned one): on every member, all stopped, the same "
+        'epoch above the last legitimate one (docs/operations.md, "Recovering from a poisoned epoch")',
+    )
     return parser
 
 
@@ -54,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         return _check_config(args.config)
     if args.command == "write-state":
-        return _write_state(args.config, args.epoch)
+        return _write_state(args.config, args.epoch, force=args.force)
     return _run(args.config)
 
 
@@ -70,20 +81,61 @@ def _check_config(path: Path) -> int:
     return 0
 
 
-def _write_state(path: Path, epoch: int) -> int:
+def _write_state(path: Path, epoch: int, *, force: bool) -> int:
     try:
         config = load_config(path)
     except ConfigError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    if not 1 <= epoch <= EPOCH_MAX:
+        # Above EPOCH_MAX every peer rejects this node's messages as implausible: a poisoned epoch.
+        print(f"write-state: --epoch must be 1..{EPOCH_MAX} (2^62), got {epoch}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
     state_file = StateFile(config.state_dir)
     try:
-        kept = state_file.recover(epoch)
+        # The daemon holds this lock for its whole life: taking it proves that no node runs on this
+        # state directory, and keeps one from starting until the new file is in place.
+        lock_fd = state_file.lock()
+    except StateFileError as exc:
+        print(f"write-state: {exc}; stop the node first (systemctl stop leader-node)", file=sys.stderr)
+        return EXIT_STARTUP_FAILED
+    try:
+        if force:
+            old, kept = state_file.force(epoch)
+            before = _describe_state(old)
+        else:
+            before, kept = "", state_file.recover(epoch)
+        _give_to_state_dir_owner(state_file.path)
     except (StateFileError, ValueError, OSError) as exc:
         print(f"write-state: {exc}", file=sys.stderr)
         return EXIT_STARTUP_FAILED
-    print(f"wrote epoch {epoch} to {state_file.path}" + (f"; the old file is kept as {kept}" if kept else ""))
+    finally:
+        os.close(lock_fd)
+    print(
+        f"wrote epoch {epoch} to {state_file.path}"
+        + (f" (forced; it held {before})" if force else "")
+        + (f"; the old file is kept as {kept}" if kept else "")
+    )
     return 0
+
+
+def _describe_state(data: bytes | None) -> str:
+    if data is None:
+        return "nothing: there was no state file"
+    try:
+        state = load_state(data)
+    except StateCorruptError as exc:
+        return f"an unreadable file: {exc}"
+    return f"epoch {state.epoch}, voted for {state.voted_for}"
+
+
+def _give_to_state_dir_owner(path: Path) -> None:
+    """Run as root, the new file would be root's 0600 and the service user could not read it: give it
+    the state directory's owner (the service user, under systemd's StateDirectory=)."""
+    if os.geteuid() != 0:
+        return
+    owner = path.parent.stat()
+    os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def _run(path: Path) -> int:

@@ -156,3 +156,78 @@ def test_a_second_node_on_the_same_state_dir_refuses_to_start(tmp_path: Path) ->
     assert result.returncode == 1
     assert "EVENT=startup_failed" in result.stderr
     assert "in use by another leader-node process" in result.stderr
+
+
+# -- recovery from a poisoned epoch (issue 13, item 2): write-state --force -------------------------------
+
+POISONED = 2**63 - 2  # what a signed COORDINATOR with epoch 2^63 - 2 left on disk before the door bound it
+
+
+def _write_state(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "node", "write-state", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_force_lowers_the_epoch_drops_the_vote_and_keeps_a_backup(tmp_path: Path) -> None:
+    state_file = StateFile(tmp_path)
+    state_file.save(DurableState(POISONED, 3))
+    old = (tmp_path / STATE_FILE_NAME).read_bytes()
+    before, backup = state_file.force(1000)
+    assert before == old
+    assert backup is not None and backup.name.startswith(f"{STATE_FILE_NAME}.bak-")
+    assert backup.read_bytes() == old
+    assert state_file.load() == DurableState(1000, None)
+
+
+def test_force_without_a_file_writes_one_and_keeps_nothing(tmp_path: Path) -> None:
+    assert StateFile(tmp_path).force(5) == (None, None)
+    assert StateFile(tmp_path).load() == DurableState(5, None)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "out", "err"),
+    [
+        (("--epoch", "1000"), 1, "", "refusing to write 1000: epochs never go back"),
+        (("--epoch", "1000", "--force"), 0, f"(forced; it held epoch {POISONED}, voted for 3)", ""),
+        (("--epoch", str(2**62 + 1), "--force"), 2, "", "--epoch must be 1..4611686018427387904"),
+        (("--epoch", "0", "--force"), 2, "", "--epoch must be 1.."),
+    ],
+    ids=["refused without --force", "forced", "above EPOCH_MAX", "zero"],
+)
+def test_write_state_cli(tmp_path: Path, args: tuple[str, ...], code: int, out: str, err: str) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    StateFile(state_dir).save(DurableState(POISONED, 3))
+    result = _write_state(_node_toml(tmp_path, state_dir, 3), *args)
+    assert result.returncode == code, result.stderr
+    assert out in result.stdout
+    assert err in result.stderr
+    if code == 0:
+        assert StateFile(state_dir).load() == DurableState(1000, None)
+        assert "the old file is kept as" in result.stdout
+        assert len(list(state_dir.glob(f"{STATE_FILE_NAME}.bak-*"))) == 1
+    else:
+        assert StateFile(state_dir).load() == DurableState(POISONED, 3)  # untouched
+
+
+def test_write_state_refuses_while_a_node_holds_the_state_dir(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    StateFile(state_dir).save(DurableState(POISONED, 3))
+    holder = StateFile(state_dir).lock()  # what a running node holds for its whole life
+    try:
+        forced = _write_state(_node_toml(tmp_path, state_dir, 3), "--epoch", "1000", "--force")
+        plain = _write_state(_node_toml(tmp_path, state_dir, 3), "--epoch", str(2**62))
+    finally:
+        os.close(holder)
+    for result in (forced, plain):
+        assert result.returncode == 1
+        assert "in use by another leader-node process" in result.stderr
+        assert "stop the node first" in result.stderr
+    assert StateFile(state_dir).load() == DurableState(POISONED, 3)
+    assert not list(state_dir.glob(f"{STATE_FILE_NAME}.bak-*"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from node.core.state import DurableState, StateCorruptError, dump_state, load_state
@@ -126,7 +127,32 @@ class StateFile:
         if epoch <= current.epoch:
             raise StateFileError(
                 f"{self.path} already holds epoch {current.epoch}; refusing to write {epoch}: "
-                "epochs never go back"
+                "epochs never go back (to recover from a poisoned epoch on every member at once: "
+                '--force, docs/operations.md, "Recovering from a poisoned epoch")'
             )
         self.save(DurableState(epoch=epoch))
         return kept
+
+    def force(self, epoch: int) -> tuple[bytes | None, Path | None]:
+        """Operator recovery from a poisoned epoch (`write-state --force`): store `epoch` with no vote,
+        also below the stored one. The old file, readable or not, is first copied (fsynced) beside it as
+        `state.json.bak-<UTC time>`. Returns (the old file's bytes, the backup's path), or (None, None)
+        when there was no file. The caller holds the lock: no daemon runs on this directory."""
+        try:
+            old = self.path.read_bytes()
+        except FileNotFoundError:
+            old = None
+        except OSError as exc:
+            raise StateFileError(f"cannot read state file {self.path}: {exc.strerror or exc}") from exc
+        backup: Path | None = None
+        if old is not None:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            backup = self.path.with_name(f"{STATE_FILE_NAME}.bak-{stamp}")
+            fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, old)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self.save(DurableState(epoch=epoch))
+        return old, backup
