@@ -106,3 +106,11 @@ def test_a_previous_secret_adds_previous_secret_file(tmp_path: Path) -> None:
     _, node_toml = render(tmp_path, leader_node_previous_secret="old-secret-0123456789")
     assert 'previous_secret_file = "/etc/leader-node/cluster.secret.previous"' in node_toml.splitlines()
     assert "old-secret" not in node_toml  # the file is named, the secret is not in node.toml
+
+
+def test_reload_sends_sighup_and_the_cluster_name_is_rendered(tmp_path: Path) -> None:
+    unit, node_toml = render(tmp_path)
+    assert directives(unit, "ExecReload") == ["/bin/kill -HUP $MAINPID"]
+    assert 'cluster_name = "leader-node"' in node_toml.splitlines()
+    _, node_toml = render(tmp_path, leader_node_cluster_name="prod-eu")
+    assert 'cluster_name = "prod-eu"' in node_toml.splitlines()
