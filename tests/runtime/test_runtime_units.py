@@ -182,6 +182,14 @@ def test_limits_from_default_settings() -> None:
     assert limits.connect_timeout_ms == 1000
     assert limits.send_timeout_ms == 3000
     assert (limits.backoff_base_ms, limits.backoff_cap_ms) == (50, 500)
+    # Inbound (issue 13, item 4): a handshake within min(connect timeout, 1 s), a begun frame within
+    # failure_timeout; unauthenticated connections capped in all and per source address.
+    assert (limits.handshake_timeout_ms, limits.frame_timeout_ms) == (1000, 3000)
+    assert (limits.max_unauthenticated_connections, limits.max_unauthenticated_per_source) == (16, 4)
+    fast = TransportLimits.from_settings(
+        Settings(node_id=1, member_ids=(1, 2), heartbeat_interval_ms=100, failure_timeout_ms=500)
+    )
+    assert fast.handshake_timeout_ms == 100
     # The reconnect cap stays below a restarting peer's listen period, so it hears us before it elects.
     assert limits.backoff_cap_ms < Settings(node_id=1, member_ids=(1, 2)).listen_ms
 
