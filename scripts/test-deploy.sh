@@ -22,8 +22,8 @@ log "ansible-lint (production profile)"
 ansible-lint
 
 log "syntax check"
-ansible-playbook --syntax-check -i inventory deploy/site.yml deploy/rolling-restart.yml
-ansible-playbook --syntax-check -i inventory-vagrant deploy/site.yml deploy/rolling-restart.yml
+ansible-playbook --syntax-check -i inventory deploy/site.yml deploy/rolling-restart.yml deploy/rotate-secret.yml
+ansible-playbook --syntax-check -i inventory-vagrant deploy/site.yml deploy/rolling-restart.yml deploy/rotate-secret.yml
 
 ensure_docker
 # Every scenario for each algorithm, `default` (the deploy itself) first. One scenario at a time: they
