@@ -20,9 +20,10 @@ candidate may lead. The safety rules live here, in one place:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from node.algorithms.catchup import EpochCatchUp, is_catch_up_traffic
 from node.core.actions import (
     Action,
     Broadcast,
@@ -127,6 +128,9 @@ class ElectionNode:
         self._handoff_from: int | None = None
         self._successors: set[int] = set()  # after a RESIGN: the higher live ids, one of which succeeds
         self._started_at_ms: int | None = None
+        # A node without its state votes for nobody until it learns an epoch above what it may have
+        # promised (node/algorithms/catchup.py); set at Start.
+        self._catch_up: EpochCatchUp | None = None
         # follower: the leader whose stamp we echoed last, and until when it may count on our support
         self._lease_owed_to: int | None = None
         self._lease_owed_until_ms = 0  # a leader whose RESIGN started the current election
@@ -189,6 +193,7 @@ class ElectionNode:
             peers=peers,
             quorum_size=self.settings.quorum_size,
             reachable=self._reachable(),
+            catching_up=self._catch_up is not None,
         )
 
     # ------------------------------------------------------------------ hooks for algorithms
@@ -258,6 +263,8 @@ class ElectionNode:
     def _persist(self, state: DurableState) -> None:
         if state.epoch < self._durable.epoch:
             raise LocalProtocolError(f"epoch would go backwards: {self._durable.epoch} -> {state.epoch}")
+        if self._catch_up is not None:
+            state = replace(state, recovering=True)  # an epoch learned mid-catch-up is no floor yet
         self._durable = state
         self._emit(Persist(state))
 
@@ -394,8 +401,24 @@ class ElectionNode:
         self._log(
             "started", f"started ({self.name}, epoch {self.epoch}, {self.settings.cluster_size} members)"
         )
-        # A node that never accepted an epoch never followed anyone: nobody counts on it, no blackout.
-        self._started_at_ms = self._now_ms if self.epoch > 0 else None
+        # Before this start it may have echoed a leader's stamps (a node without a state file may have
+        # lost one): no vote until that lease is over, unless it learns that no leader ever existed.
+        self._started_at_ms = self._now_ms
+        if self._durable.recovering or self._durable == DurableState():
+            self._catch_up = EpochCatchUp(
+                started_ms=self._now_ms,
+                settle_ms=self.settings.failure_timeout_ms,
+                peer_ids=frozenset(self.settings.peer_ids),
+                quorum_size=self.settings.quorum_size,
+            )
+            self._log(
+                "catch_up_started",
+                "has no state from before this start (a new node, or its state was lost): it votes for "
+                "nobody until the other members tell it an epoch above any promise it may have made",
+                LogLevel.NOTICE,
+            )
+            self._probe_epochs()
+            self._finish_catch_up_if_known()  # a one-node cluster has nobody to ask
         self._broadcast(self._heartbeat())
         self._set_timer(TimerId.HEARTBEAT, self.settings.heartbeat_interval_ms)
         self._set_timer(TimerId.LISTEN, self._listen_ms())
@@ -406,7 +429,8 @@ class ElectionNode:
         Before a crash it may have been echoing a leader's stamps, and that leader counts on its support
         until echo + failure_timeout; the restarted node has forgotten whom it followed. Staying out of
         every vote until then keeps a new leader from being elected while the old lease still runs.
-        (Only after a restart with an epoch on disk: a fresh node cannot have followed anyone.)
+        (A node without a state file too: it may be one whose disk was lost, unless catch-up learns
+        that no leader ever existed.)
         It ends early when this node accepts a leader (`_accept_leader`): the leader of the newest epoch
         exists only once every older leader's lease is over, and if it is the leader we backed before
         the crash, we back it again now, under the usual rules."""
@@ -472,6 +496,8 @@ class ElectionNode:
     def _on_timer(self, timer: TimerId) -> None:
         if timer is TimerId.HEARTBEAT:
             self._broadcast(self._heartbeat())
+            if self._catch_up is not None:
+                self._probe_epochs()
             self._set_timer(TimerId.HEARTBEAT, self.settings.heartbeat_interval_ms)
         elif timer is TimerId.DETECTOR:
             self._detector_armed_at_ms = None  # expiry already ran at the top of step()
@@ -516,7 +542,7 @@ class ElectionNode:
             return
         if not self._quorum_reachable():
             return  # reported as no-quorum; the LISTEN timer re-arms when a majority is back
-        if self._in_startup_blackout() or self._owes_lease():
+        if self._catch_up is not None or self._in_startup_blackout() or self._owes_lease():
             self._set_timer(TimerId.LISTEN, self._listen_ms())
             return
         self._log("election_started", f"starts an election: {reason}")
@@ -751,7 +777,11 @@ class ElectionNode:
 
     def _abstains(self, candidate: int, resigned_leader: int | None = None) -> bool:
         """For now this node votes for nobody (it may still back a leader it cannot see); this passes."""
-        return self._in_startup_blackout() or self._owes_lease(resigned_leader, candidate)
+        return (
+            self._catch_up is not None
+            or self._in_startup_blackout()
+            or self._owes_lease(resigned_leader, candidate)
+        )
 
     def _may_vote(
         self, candidate: int, epoch: int, pre_vote: bool, resigned_leader: int | None = None
@@ -785,6 +815,8 @@ class ElectionNode:
             if message.sent_ms is not None:  # a stamped handoff proposal: this grant confirms it too
                 self._owe_lease(message.sender)
                 echo_ms = message.sent_ms
+        elif message.pre_vote:
+            echo_ms = message.sent_ms  # a catch-up probe's stamp: proves our answer is fresh
         self._send(
             message.sender,
             Promise(
@@ -798,6 +830,9 @@ class ElectionNode:
         )
 
     def _on_promise(self, message: Promise) -> None:
+        if is_catch_up_traffic(message):
+            self._on_probe_answer(message)
+            return
         confirming = self._confirming
         if confirming is not None and message.epoch == confirming.epoch and not message.granted:
             # A voter refused to confirm: it promised a higher epoch since.
@@ -814,6 +849,57 @@ class ElectionNode:
         if message.granted and message.echo_ms is not None and message.echo_ms == proposal.stamp_ms:
             proposal.leases[message.sender] = self._support_until_ms(message.echo_ms)
         self._tally()
+
+    # ------------------------------------------------------------------ catching up after a lost state
+
+    def _probe_epochs(self) -> None:
+        """Ask the members we still need for their epoch: a pre-vote for epoch 0, which all refuse,
+        naming their epoch and echoing our stamp."""
+        catch_up = self._catch_up
+        assert catch_up is not None
+        wanted = catch_up.wanted(self._now_ms)
+        if not wanted:
+            return
+        probe = Propose(self.node_id, 0, pre_vote=True, sent_ms=catch_up.probe(self._now_ms))
+        if len(wanted) == len(self.settings.peer_ids):
+            self._broadcast(probe)
+        else:
+            for peer_id in wanted:
+                self._send(peer_id, probe)
+
+    def _on_probe_answer(self, message: Promise) -> None:
+        catch_up = self._catch_up
+        if catch_up is None or message.echo_ms is None:
+            return
+        catch_up.record(message.sender, message.echo_ms, message.known_epoch)
+        self._finish_catch_up_if_known()
+
+    def _finish_catch_up_if_known(self) -> None:
+        catch_up = self._catch_up
+        if catch_up is None:
+            return
+        floor = catch_up.floor(self._now_ms)
+        if floor is None:
+            return
+        self._catch_up = None
+        epoch = max(self.epoch, floor)
+        self._highest_epoch_seen = max(self._highest_epoch_seen, epoch)
+        if epoch > self.epoch or self._durable.recovering:
+            # The floor on disk: no promise at or below it. (It never promised while catching up.)
+            voted_for = self._durable.voted_for if epoch == self.epoch else None
+            self._persist(DurableState(epoch, voted_for))
+        self._log(
+            "catch_up_finished",
+            f"learned epoch {floor} from {len(catch_up.answers)} of {len(catch_up.peer_ids)} members: "
+            f"votes again, above epoch {epoch}",
+            LogLevel.NOTICE,
+        )
+        if catch_up.learned_nothing_was_ever_elected(floor) and self._started_at_ms is not None:
+            # A new cluster: no leader ever existed, so no lease waits on us. Elect after listen_ms.
+            self._started_at_ms = None
+            if self._leader_id is None and not self._is_leader and not self._electing():
+                wait_ms = catch_up.started_ms + self.settings.listen_ms - self._now_ms
+                self._set_timer(TimerId.LISTEN, max(1, wait_ms))
 
     # ------------------------------------------------------------------ leader announcements
 

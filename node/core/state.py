@@ -2,6 +2,9 @@
 
 `epoch` is the highest epoch this node has promised or accepted (it never decreases); `voted_for` is the
 candidate it promised `epoch` to (None when it accepted `epoch` from a leader without promising it).
+`recovering` marks a node that started without its state (a new node, or a wiped disk) and has not yet
+learned an epoch above every promise it may have forgotten (node/algorithms/catchup.py); it survives a
+restart so that a crash mid-recovery cannot turn an epoch learned from a leader into a licence to vote.
 The file form carries a checksum so that corruption is detected, never silently reset.
 """
 
@@ -22,12 +25,15 @@ class StateCorruptError(Exception):
 class DurableState:
     epoch: int = 0
     voted_for: int | None = None
+    recovering: bool = False
 
     def __post_init__(self) -> None:
         if type(self.epoch) is not int or self.epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer, got {self.epoch!r}")
         if self.voted_for is not None and (type(self.voted_for) is not int or self.voted_for < 0):
             raise ValueError(f"voted_for must be a node id or None, got {self.voted_for!r}")
+        if type(self.recovering) is not bool:
+            raise ValueError(f"recovering must be true or false, got {self.recovering!r}")
 
 
 def _digest(body: dict[str, object]) -> str:
@@ -40,6 +46,8 @@ def dump_state(state: DurableState) -> bytes:
         "epoch": state.epoch,
         "voted_for": state.voted_for,
     }
+    if state.recovering:  # written only while true: the files of settled nodes keep their old form
+        body["recovering"] = True
     body["sha256"] = _digest(body)
     return (json.dumps(body, sort_keys=True) + "\n").encode()
 
@@ -58,6 +66,8 @@ def load_state(data: bytes) -> DurableState:
     if type(body.get("version")) is not int or body["version"] != STATE_FORMAT_VERSION:
         raise StateCorruptError(f"unsupported state format version {body.get('version')!r}")
     try:
-        return DurableState(epoch=body["epoch"], voted_for=body["voted_for"])
+        return DurableState(
+            epoch=body["epoch"], voted_for=body["voted_for"], recovering=body.get("recovering", False)
+        )
     except (KeyError, ValueError) as exc:
         raise StateCorruptError(f"invalid content: {exc}") from exc

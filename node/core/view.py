@@ -24,6 +24,7 @@ class NodeView:
     peers: dict[int, PeerView]
     quorum_size: int
     reachable: int  # alive peers + this node
+    catching_up: bool = False  # started without its state: votes for nobody until it learns the epoch
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -37,4 +38,5 @@ class NodeView:
                 for peer_id, peer in sorted(self.peers.items())
             },
             "quorum": {"size": self.quorum_size, "reachable": self.reachable},
+            "catching_up": self.catching_up,
         }

@@ -60,24 +60,40 @@ def check_one_leader_per_epoch(events: Iterable[HistoryEvent]) -> list[HistoryVi
 
 def check_epochs_monotonic(events: Iterable[HistoryEvent]) -> list[HistoryViolation]:
     """Rule 2: on every node, the EPOCH of its events never decreases (restarts included: a `started`
-    event with a lower epoch than before the restart is a violation)."""
+    event with a lower epoch than before the restart is a violation). One exception: a node that lost
+    its disk starts at epoch 0 and says so at once (`catch_up_started`, its next event): it votes for
+    nobody until it has learned an epoch above its forgotten promises, so its epochs count afresh."""
     highest: dict[int, HistoryEvent] = {}
+    lost_state: dict[int, tuple[HistoryEvent, HistoryEvent]] = {}  # node -> (before, started at 0)
     violations = []
+
+    def went_back(previous: HistoryEvent, event: HistoryEvent) -> None:
+        violations.append(
+            HistoryViolation(
+                "epochs-monotonic",
+                f"node {event.node_id} went back from epoch {previous.epoch} to {event.epoch}"
+                + (" across a restart" if event.event == "started" else ""),
+                (previous, event),
+            )
+        )
+
     for event in ordered(events):
         if event.event in FOREIGN_EPOCH_EVENTS or event.epoch is None:
             continue
+        pending = lost_state.pop(event.node_id, None)
+        if pending is not None and not (event.event == "catch_up_started" and event.epoch == 0):
+            went_back(*pending)
         previous = highest.get(event.node_id)
         if previous is not None and previous.epoch is not None and event.epoch < previous.epoch:
-            violations.append(
-                HistoryViolation(
-                    "epochs-monotonic",
-                    f"node {event.node_id} went back from epoch {previous.epoch} to {event.epoch}"
-                    + (" across a restart" if event.event == "started" else ""),
-                    (previous, event),
-                )
-            )
+            if event.event == "started" and event.epoch == 0:
+                lost_state[event.node_id] = (previous, event)
+                highest[event.node_id] = event
+                continue
+            went_back(previous, event)
             continue
         highest[event.node_id] = event
+    for pending in lost_state.values():  # started at 0 and never said why
+        went_back(*pending)
     return violations
 
 

@@ -107,6 +107,11 @@ class SafetyMonitor:
             )
         self.promises.setdefault((new.epoch, new.voted_for), set()).add(node_id)
 
+    def on_wipe(self, node_id: int) -> None:
+        """The node's disk was lost (a nemesis): its epochs start again from 0, by no fault of its own.
+        What must still hold is global: one leader per epoch, and a majority of promises behind each."""
+        self.max_view_epoch.pop(node_id, None)
+
     def on_send(self, now_ms: int, node_id: int, message: Message, durable_epoch: int) -> None:
         if message.epoch <= durable_epoch and getattr(message, "known_epoch", 0) <= durable_epoch:
             return  # the common case, decided without building the tuple

@@ -6,6 +6,7 @@ node between two halves, a majorities ring (everyone sees a different majority),
 one-way partitions (a leader that cannot hear, a leader that cannot speak, random sets), swizzle-clog
 (clog nodes one by one, unclog them in random order), crash/restart (random node, the leader, a fast
 systemd-style restart), a follower that comes back with an unannounced promise above the leader's epoch,
+a crash that loses the node's disk (it comes back without state),
 graceful stop of the leader (SIGTERM: it resigns), pause (SIGSTOP/SIGCONT of a random node or the
 leader), and bursts of drops, duplicates, reordering and long delays.
 Not modelled: clock skew (each node's timers run at the true rate).
@@ -325,6 +326,30 @@ def restart_higher_epoch(nemesis: Nemesis) -> Stop | None:
     return restart
 
 
+def crash_wipe(nemesis: Nemesis) -> Stop | None:
+    """A node dies and loses its disk (a replaced host, a wiped volume), then comes back without state,
+    soon or at the fault's end. Half of the time the victim is a voter of the newest promise: the node
+    whose forgotten promise could elect a second leader in one epoch if it voted again at once."""
+    world = nemesis.world
+    rng = nemesis.rng
+    running = nemesis.running_ids()
+    if not running:
+        return None
+    newest = max(world.nodes[n].disk.epoch for n in running)
+    voters = [n for n in running if world.nodes[n].disk.epoch == newest and world.nodes[n].disk.voted_for]
+    target = rng.choice(voters) if voters and rng.random() < 0.5 else rng.choice(running)
+    world.crash(target)
+    world.wipe(target)
+
+    def restart() -> None:
+        if not world.nodes[target].alive:
+            world.start(target)
+
+    if rng.random() < 0.5:
+        nemesis.later(world.now_ms + rng.randint(*nemesis.timers.scaled((0, 300))), "restart", restart)
+    return restart
+
+
 def stop_leader(nemesis: Nemesis) -> Stop | None:
     """`systemctl stop` of the leader (SIGTERM: it resigns and exits), started again later."""
     world = nemesis.world
@@ -395,6 +420,7 @@ NEMESES: dict[str, Callable[[Nemesis], Stop | None]] = {
     "crash-restart-fast": crash_restart_fast,
     "stop-leader": stop_leader,
     "restart-higher-epoch": restart_higher_epoch,
+    "crash-wipe": crash_wipe,
     "pause": pause_random,
     "pause-leader": pause_leader,
     "drop-burst": drop_burst,

@@ -199,8 +199,16 @@ def _liveness_phase(
     nemesis.heal_all()
     ids = sorted(world.nodes)
     left_out: list[int] = []
-    if rng.random() < 1 / 3 and len(ids) >= 3:
-        left_out = sorted(rng.sample(ids, rng.randint(1, (len(ids) - 1) // 2)))
+    # A node without its state votes only once it hears N - quorum + 1 others (or all of them): with
+    # one catching up, leaving out more than quorum - 2 nodes would rightly keep the rest leaderless.
+    quorum = settings.quorum_size
+    catching_up = any(
+        node.algorithm is not None and node.algorithm.view(world.now_ms).catching_up
+        for node in world.nodes.values()
+    )
+    most_left_out = quorum - 2 if catching_up else (len(ids) - 1) // 2
+    if rng.random() < 1 / 3 and len(ids) >= 3 and most_left_out >= 1:
+        left_out = sorted(rng.sample(ids, rng.randint(1, most_left_out)))
         for node_id in left_out:
             if rng.random() < 0.5:
                 world.crash(node_id)

@@ -305,6 +305,15 @@ class World:
         node.disk = state
         self.log(f"n{node_id} disk={state} (persisted, never announced)")
 
+    def wipe(self, node_id: int) -> None:
+        """Lose a stopped node's disk: it comes back without its state, as a new node would."""
+        node = self.nodes[node_id]
+        if node.alive:
+            raise ValueError(f"node {node_id} is running: only a stopped node's disk can be wiped")
+        self.safety.on_wipe(node_id)
+        self.log(f"n{node_id} disk wiped (was {node.disk})")
+        node.disk = DurableState()
+
     def crash(self, node_id: int, *, graceful: bool = False) -> None:
         """SIGKILL (or the exit after a graceful stop). Peers with an open connection get a reset hint,
         if the path lets it through."""

@@ -87,6 +87,19 @@ def settings(node_id: int, members: Sequence[int] = MEMBERS_5, **overrides: Any)
     return Settings(node_id=node_id, member_ids=tuple(members), **overrides)
 
 
+def probe_answers(actions: Sequence[Action], peer_ids: Iterable[int], known_epoch: int = 0) -> list[Promise]:
+    """Every peer's answer to the catch-up probe among `actions` (none if there is no probe): a refusal
+    of epoch 0 that names `known_epoch` and echoes the probe's stamp."""
+    return [
+        Promise(
+            peer_id, 0, pre_vote=True, granted=False, known_epoch=known_epoch, echo_ms=action.message.sent_ms
+        )
+        for action in actions
+        if isinstance(action, Broadcast) and isinstance(action.message, Propose) and action.message.epoch == 0
+        for peer_id in peer_ids
+    ]
+
+
 class Driven:
     """One algorithm instance, its durable state as last persisted, and every action it produced."""
 
@@ -133,8 +146,15 @@ class Driven:
 
     # event shorthands -----------------------------------------------------------------------------
 
-    def start(self, at_ms: int = 0) -> list[Any]:
-        return self.step(Start(at_ms))
+    def start(self, at_ms: int = 0, *, new_cluster: bool = True) -> list[Any]:
+        """Start. A node without a state (epoch 0) first catches up (node/algorithms/catchup.py); with
+        `new_cluster` every peer answers its probe at once with epoch 0, as in a cluster never elected."""
+        before = len(self.history)
+        actions = self.step(Start(at_ms))
+        if new_cluster:
+            for answer in probe_answers(self.history[before:], self.settings.peer_ids):
+                self.receive(answer, at_ms)
+        return actions
 
     def receive(self, message: Message, at_ms: int | None = None) -> list[Any]:
         return self.step(MessageReceived(self.now_ms if at_ms is None else at_ms, message))
@@ -342,6 +362,7 @@ class Cluster:
             )
         self.transcript: list[Entry] = []
         self.sent: Counter[MsgType] = Counter()  # every message handed to the network, by type
+        self.proposed_epochs: Counter[int] = Counter()  # PROPOSE by asked epoch (0: a catch-up probe)
         self.sent_log: list[tuple[int, int, int, MsgType]] = []  # (at_ms, src, dst, type)
         self.leaders_by_epoch: dict[int, set[int]] = {}
         self.leader_claims: list[tuple[int, int, Message]] = []  # (at_ms, node, leader-claiming message)
@@ -478,6 +499,8 @@ class Cluster:
 
     def _deliver(self, src: int, dst: int, message: Message) -> None:
         self.sent[message.type] += 1
+        if isinstance(message, Propose):
+            self.proposed_epochs[message.epoch] += 1
         self.sent_log.append((self.now_ms, src, dst, message.type))
         if self.members[dst].algorithm is None:  # refused: the sender's transport notices
             self._push(self.now_ms + self._latency(src, dst), src, "unreachable", dst)

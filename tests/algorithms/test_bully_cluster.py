@@ -191,10 +191,19 @@ def test_no_quorum_start_up_elects_nobody_and_persists_nothing() -> None:
     assert [cluster.members[i].role for i in (1, 2)] == [Role.NO_QUORUM, Role.NO_QUORUM]
     assert cluster.epochs() == dict.fromkeys(MEMBERS_5, 0)
     assert cluster.events("election_started") == []
-    assert cluster.sent[MsgType.PROPOSE] == 0
-    cluster.start(3)  # a majority at last
-    assert cluster.run_until(has_leader, cluster.now_ms + LISTEN_MS + 2 * ELECTION_MS), cluster.dump()
-    assert cluster.agreed_leader() == (3, 1)
+    # Fresh nodes that cannot hear enough members keep probing (epoch 0); they never propose an epoch.
+    assert set(cluster.proposed_epochs) == {0}
+    assert cluster.events("catch_up_finished") == []
+    cluster.start(3)  # a majority, but three nodes without state cannot tell a new cluster from lost disks
+    cluster.run_for(10 * ELECTION_MS)
+    assert cluster.leaders() == []
+    assert cluster.events("catch_up_finished") == []
+    cluster.start(4)  # now each hears N - quorum + 1 = 3 others: enough to rule out a forgotten promise
+    assert cluster.run_until(has_leader, cluster.now_ms + FAILURE_MS + LISTEN_MS + 2 * ELECTION_MS), (
+        cluster.dump()
+    )
+    assert cluster.agreed_leader() == (4, 1)
+    assert sorted(e.node_id for e in cluster.events("catch_up_finished")) == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("seed", range(20))

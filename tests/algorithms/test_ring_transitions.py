@@ -45,6 +45,8 @@ from node.core.messages import (
 from node.core.settings import Settings
 from node.core.state import DurableState
 
+from .harness import probe_answers
+
 MEMBERS = (1, 2, 3, 4, 5)
 HEARD_MS = 100
 EVENT_MS = 1_000  # rows happen here: every peer heard recently, the listen window not over yet
@@ -73,6 +75,13 @@ class Node:
                 self.durable = action.state
             elif isinstance(action, Send | Broadcast) and not _echoes_epoch(action.message):
                 assert action.message.epoch <= self.durable.epoch, (action, self.durable)
+        return actions
+
+    def start(self, at_ms: int) -> list[Action]:
+        """Start; a node without a state catches up at once, as in a cluster never elected."""
+        actions = self.step(Start(at_ms))
+        for answer in probe_answers(actions, self.ring.settings.peer_ids):
+            self.receive(answer, at_ms)
         return actions
 
     def receive(self, message: Message, at_ms: int | None = None) -> list[Action]:
@@ -162,7 +171,7 @@ def idle(
     """Started a failure timeout before 0 (its start-up blackout is over); heard `heard` (default: every
     peer) at HEARD_MS, none claiming to lead."""
     node = Node(node_id, epoch, voted_for, **overrides)
-    node.step(Start(-node.ring.settings.failure_timeout_ms))
+    node.start(-node.ring.settings.failure_timeout_ms)
     peers = [p for p in MEMBERS if p != node_id] if heard is None else heard
     node.hear(*peers, at_ms=HEARD_MS)
     node.now_ms = EVENT_MS
@@ -706,7 +715,7 @@ def _restarted(node_id: int, epoch: int) -> Node:
     """Restarted at 0 with `epoch` on disk and heard every peer (none leading): inside its start-up
     blackout (failure_timeout) at EVENT_MS."""
     node = Node(node_id, epoch)
-    node.step(Start(0))
+    node.start(0)
     node.hear(*(p for p in MEMBERS if p != node_id), at_ms=HEARD_MS)
     node.now_ms = EVENT_MS
     return node
@@ -828,7 +837,7 @@ def test_a_leader_that_stops_resigns_its_epoch() -> None:
 
 def test_a_one_node_cluster_elects_itself() -> None:
     node = Node(1, members=(1,))
-    node.step(Start(0))
+    node.start(0)
     actions = node.fire(TimerId.LISTEN, at_ms=3000)  # the start-up blackout (failure_timeout) is over
     assert project(node, actions) == [
         "election_started",

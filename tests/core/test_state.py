@@ -196,3 +196,11 @@ def test_absurd_json_is_corrupt(data: bytes) -> None:
 def test_durable_state_validates(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         DurableState(**kwargs)
+
+
+def test_recovering_is_written_only_while_true_and_read_back() -> None:
+    settled = dump_state(DurableState(4, None))
+    assert b"recovering" not in settled  # files of settled nodes keep their old form
+    assert load_state(settled) == DurableState(4, None)
+    recovering = DurableState(4, None, recovering=True)
+    assert load_state(dump_state(recovering)) == recovering

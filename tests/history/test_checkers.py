@@ -66,3 +66,21 @@ def test_every_event_carries_the_nodes_own_epoch() -> None:
     history = [E(1, 1, "leader_accepted", epoch=5, leader_id=2), E(2, 1, "message_rejected", epoch=3)]
     [violation] = check_epochs_monotonic(history)
     assert "node 1 went back from epoch 5 to 3" in violation.explanation
+
+
+def test_a_node_that_lost_its_disk_starts_at_0_and_says_so() -> None:
+    wiped = [
+        *VALID,
+        E(14_000, 2, "started", epoch=0),
+        E(14_000, 2, "catch_up_started", epoch=0),
+        E(14_010, 2, "catch_up_finished", epoch=2),
+    ]
+    assert check_epochs_monotonic(wiped) == []
+
+
+def test_a_start_at_0_without_catch_up_is_going_back() -> None:
+    silent = [*VALID, E(14_000, 2, "started", epoch=0), E(14_010, 2, "leader_accepted", epoch=2, leader_id=2)]
+    [violation] = check_epochs_monotonic(silent)
+    assert "node 2 went back from epoch 2 to 0 across a restart" in violation.explanation
+    [at_the_end] = check_epochs_monotonic([*VALID, E(14_000, 2, "started", epoch=0)])
+    assert "across a restart" in at_the_end.explanation

@@ -19,7 +19,17 @@ def test_status_leader_and_metrics(make_cluster: Callable[..., Cluster]) -> None
     for node_id in (1, 2, 3):
         status = cluster.status(node_id)
         assert status is not None
-        assert set(status) == {"node_id", "role", "leader_id", "epoch", "algorithm", "peers", "quorum"}
+        assert set(status) == {
+            "node_id",
+            "role",
+            "leader_id",
+            "epoch",
+            "algorithm",
+            "peers",
+            "quorum",
+            "catching_up",
+        }
+        assert status["catching_up"] is False  # a new cluster: every member answered epoch 0
         assert status["node_id"] == node_id
         assert status["role"] == ("leader" if node_id == leader_id else "follower")
         assert status["algorithm"] == "bully"
