@@ -24,6 +24,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from node.algorithms.catchup import EpochCatchUp, is_catch_up_traffic
+from node.algorithms.lease import (
+    LeaderLease,
+    OwedLease,
+    StartupBlackout,
+    support_until_ms,
+    unexpired,
+    votes_again_in_ms,
+)
 from node.core.actions import (
     Action,
     Broadcast,
@@ -117,25 +125,24 @@ class ElectionNode:
         self._detector = FailureDetector(settings.peer_ids, settings.failure_timeout_ms)
         self._now_ms = 0
         self._out: list[Action] = []
-        self._leader_id: int | None = None
-        self._is_leader = False
+        self._leader_id: int | None = None  # this node's own id while it leads (`_is_leader`)
         self._proposal: Proposal | None = None
         self._confirming: Confirmation | None = None
         self._backoff_pending = False
         self._failed_attempts = 0
         self._highest_epoch_seen = state.epoch  # volatile: from voters' answers, to propose above them
         self._had_quorum = False
-        self._handoff_from: int | None = None
+        self._handoff_from: int | None = None  # a leader whose RESIGN started the current election
         self._successors: set[int] = set()  # after a RESIGN: the higher live ids, one of which succeeds
-        self._started_at_ms: int | None = None
         # A node without its state votes for nobody until it learns an epoch above what it may have
         # promised (node/algorithms/catchup.py); set at Start.
         self._catch_up: EpochCatchUp | None = None
-        # follower: the leader whose stamp we echoed last, and until when it may count on our support
-        self._lease_owed_to: int | None = None
-        self._lease_owed_until_ms = 0  # a leader whose RESIGN started the current election
+        # Leases (node/algorithms/lease.py): the leader's, the one this node owes as a voter, and the
+        # start-up blackout.
+        self._lease = LeaderLease(settings.failure_timeout_ms)
+        self._owed = OwedLease(settings.failure_timeout_ms)
+        self._blackout = StartupBlackout(settings.failure_timeout_ms)
         self._leader_stamp_ms: int | None = None  # follower: the last `sent_ms` of our leader, echoed back
-        self._lease_until_ms: dict[int, int] = {}  # leader: peer -> end of its acknowledged support
         self._detector_armed_at_ms: int | None = None
         self._published: tuple[Role, int | None, int] | None = None
         self._stopped = False
@@ -233,6 +240,10 @@ class ElectionNode:
     def epoch(self) -> int:
         return self._durable.epoch
 
+    @property
+    def _is_leader(self) -> bool:
+        return self._leader_id == self.node_id
+
     def _emit(self, action: Action) -> None:
         self._out.append(action)
 
@@ -275,22 +286,13 @@ class ElectionNode:
         return Heartbeat(self.node_id, self.epoch, self._leader_id, echo_ms=echo_ms)
 
     def _support_until_ms(self, echo_ms: int) -> int:
-        """How long a peer that echoed our stamp `echo_ms` backs us. Never trust a stamp from our future
-        (a peer's bug must not extend our lease)."""
-        return min(echo_ms, self._now_ms) + self.settings.failure_timeout_ms
-
-    def _unexpired(self, leases: dict[int, int]) -> dict[int, int]:
-        return {peer_id: until_ms for peer_id, until_ms in leases.items() if until_ms > self._now_ms}
+        return support_until_ms(echo_ms, self._now_ms, self.settings.failure_timeout_ms)
 
     def _lease_supporters(self) -> int:
-        """This leader plus the followers whose acknowledged support has not run out."""
-        return 1 + len(self._unexpired(self._lease_until_ms))
+        return self._lease.supporters(self._now_ms)
 
     def _lease_deadline_ms(self) -> int | None:
-        """When support would fall below a majority if no echo arrives: the (quorum-1)-th longest lease."""
-        needed = self.settings.quorum_size - 1
-        leases = sorted(self._unexpired(self._lease_until_ms).values(), reverse=True)
-        return leases[needed - 1] if needed and len(leases) >= needed else None
+        return self._lease.deadline_ms(self._now_ms, self.settings.quorum_size)
 
     def _reachable(self) -> int:
         return 1 + self._detector.alive_count()
@@ -403,7 +405,7 @@ class ElectionNode:
         )
         # Before this start it may have echoed a leader's stamps (a node without a state file may have
         # lost one): no vote until that lease is over, unless it learns that no leader ever existed.
-        self._started_at_ms = self._now_ms
+        self._blackout.start(self._now_ms)
         if self._durable.recovering or self._durable == DurableState():
             self._catch_up = EpochCatchUp(
                 started_ms=self._now_ms,
@@ -424,48 +426,26 @@ class ElectionNode:
         self._set_timer(TimerId.LISTEN, self._listen_ms())
 
     def _in_startup_blackout(self) -> bool:
-        """For failure_timeout after (re)start this node neither promises nor runs for leader.
-
-        Before a crash it may have been echoing a leader's stamps, and that leader counts on its support
-        until echo + failure_timeout; the restarted node has forgotten whom it followed. Staying out of
-        every vote until then keeps a new leader from being elected while the old lease still runs.
-        (A node without a state file too: it may be one whose disk was lost, unless catch-up learns
-        that no leader ever existed.)
-        It ends early when this node accepts a leader (`_accept_leader`): the leader of the newest epoch
-        exists only once every older leader's lease is over, and if it is the leader we backed before
-        the crash, we back it again now, under the usual rules."""
-        return (
-            self._started_at_ms is not None
-            and self._now_ms < self._started_at_ms + self.settings.failure_timeout_ms
-        )
+        """For failure_timeout after (re)start this node votes for nobody (docs/algorithms.md, "Leases")."""
+        return self._blackout.active(self._now_ms)
 
     def _owes_lease(self, resigned_leader: int | None = None, candidate: int | None = None) -> bool:
-        """Our echoes may still back a leader's lease: no vote for anyone else until it runs out.
-
-        A follower that dropped its leader without suspecting it (it lost sight of the majority, the
-        leader stopped claiming, ...), or a voter that confirmed a winner whose COORDINATOR never came,
-        must not help elect someone else while that leader can still count on it. A leader whose process
-        is gone (connection refused, RESIGN) owns no lease, and the leader itself may move on to a higher
-        epoch (it stops claiming the old one)."""
-        owed_to = self._lease_owed_to
-        if owed_to is None or self._now_ms >= self._lease_owed_until_ms or owed_to == self._leader_id:
-            return False
-        if owed_to in (candidate, resigned_leader):
-            return False
-        return not self._detector.is_hinted(owed_to)
+        """Our echoes may still back a leader's lease: no vote for anyone else until it runs out."""
+        return self._owed.binds(
+            self._now_ms,
+            following=self._leader_id,
+            exempt=(candidate, resigned_leader),
+            is_gone=self._detector.is_hinted,
+        )
 
     def _owe_lease(self, leader_id: int) -> None:
         """We just echoed `leader_id`'s stamp: it counts on us until failure_timeout from now at most."""
-        self._lease_owed_to = leader_id
-        self._lease_owed_until_ms = self._now_ms + self.settings.failure_timeout_ms
+        self._owed.owe(leader_id, self._now_ms)
 
     def _listen_ms(self) -> int:
         """How long to listen for a leader from now: listen_ms, and at least until this node may vote
         again (end of the start-up blackout, end of a lease it still backs)."""
-        waits_ms = [self.settings.listen_ms, self._lease_owed_until_ms - self._now_ms]
-        if self._started_at_ms is not None:
-            waits_ms.append(self._started_at_ms + self.settings.failure_timeout_ms - self._now_ms)
-        return max(waits_ms)
+        return max(self.settings.listen_ms, votes_again_in_ms(self._now_ms, self._owed, self._blackout))
 
     def _on_message(self, message: Message) -> None:
         sender = message.sender
@@ -530,7 +510,6 @@ class ElectionNode:
             self._log(
                 "resigned", f"resigns leadership of epoch {self.epoch} (shutting down)", LogLevel.NOTICE
             )
-            self._is_leader = False
             self._leader_id = None
         self._publish()  # also announces a step-down made earlier in this step (quorum lost)
         self._stopped = True
@@ -551,9 +530,8 @@ class ElectionNode:
         self._start_election()
 
     def _defer_to_successor(self) -> bool:
-        """Our leader resigned. The highest live id succeeds it: it got the same RESIGN and runs at once,
-        so a lower id asks nobody (no ELECTION/OK cascade, no rival ring tokens) and waits for its
-        COORDINATOR; it starts over if every higher live id becomes unreachable meanwhile."""
+        """Our leader resigned: the highest live id succeeds it, and a lower id waits for its COORDINATOR
+        (docs/algorithms.md, the RESIGN rows). False when this node is the successor."""
         self._successors = {
             peer_id
             for peer_id in self.settings.peer_ids
@@ -575,14 +553,12 @@ class ElectionNode:
         if not self._is_leader:
             return
         self._log("stepped_down", f"steps down as leader of epoch {self.epoch}: {reason}", LogLevel.WARNING)
-        self._is_leader = False
         self._leader_id = None
 
     def _seek_confirmation(self, epoch: int, initiator: int) -> None:
-        """This node won `epoch` (promised to `initiator`: itself, or the ring election's initiator).
-        Before it leads, a majority must confirm that they still hold that promise; their echoes of our
-        stamp are the lease we start with (a promise alone backs nobody: the voter may have promised a
-        higher epoch since, and a voter cut off before our COORDINATOR would never know it backs us)."""
+        """This node won `epoch` (promised to `initiator`: itself, or the ring election's initiator): it
+        leads once a majority confirmed they still hold that promise, their echoes starting its lease
+        (docs/algorithms.md, "Leases", step 4)."""
         expected = DurableState(epoch, initiator)
         if self._durable != expected:
             raise LocalProtocolError(
@@ -604,7 +580,7 @@ class ElectionNode:
             return
         # Only confirmations whose echo is younger than failure_timeout back us: a winner that was paused
         # (SIGSTOP) may read them long after its stamp, before its overdue PROPOSAL timer fires.
-        live = self._unexpired(confirming.leases)
+        live = unexpired(confirming.leases, self._now_ms)
         if 1 + len(live) >= self.settings.quorum_size:
             self._become_leader(confirming.epoch, live)
             return
@@ -624,10 +600,9 @@ class ElectionNode:
     def _become_leader(self, epoch: int, leases: dict[int, int]) -> None:
         """Lead `epoch`, backed by the confirmed `leases` (voter -> end of its support)."""
         self._abandon_election()
-        self._is_leader = True
         self._leader_id = self.node_id
         self._failed_attempts = 0
-        self._lease_until_ms = dict(leases)
+        self._lease.begin(leases)
         self._log("became_leader", f"became leader of epoch {epoch}", LogLevel.NOTICE)
         self._announce_leadership(epoch)
 
@@ -639,13 +614,9 @@ class ElectionNode:
             self._persist(DurableState(epoch, None))
         self._abandon_election()
         self._failed_attempts = 0
-        if self._in_startup_blackout():
-            # The blackout is over (see _in_startup_blackout), but this may be the leader we backed
-            # before the crash: back it for as long as the blackout would have lasted.
-            assert self._started_at_ms is not None
-            self._lease_owed_to = leader_id
-            self._lease_owed_until_ms = self._started_at_ms + self.settings.failure_timeout_ms
-        self._started_at_ms = None
+        # The blackout ends, but this may be the leader we backed before the crash: back it for as long
+        # as the blackout would have lasted.
+        self._blackout.end_on_accepting(leader_id, self._now_ms, self._owed)
         if self._leader_id != leader_id:
             self._leader_id = leader_id
             self._log("leader_accepted", f"follows leader {leader_id} of epoch {epoch}", LogLevel.NOTICE)
@@ -688,7 +659,7 @@ class ElectionNode:
                 self._on_pre_vote_won(max(self.epoch, proposal.known_epoch))
             else:
                 self._proposal = None
-                live = self._unexpired(proposal.leases)
+                live = unexpired(proposal.leases, self._now_ms)
                 if 1 + len(live) >= self.settings.quorum_size:
                     self._become_leader(proposal.epoch, live)  # the grants were the confirmations
                 else:
@@ -739,17 +710,15 @@ class ElectionNode:
         self._tally()
 
     def _reelect(self, reason: str) -> None:
-        """A leader with a live lease learned of a higher epoch that no rival leads: leave the old epoch
-        and propose one above everything heard of, stamped, with no pre-vote. Our followers back us (a
-        voter promises its own live leader) and their grants are the confirmations, so we lead again one
-        round trip later; if a majority does not grant, the attempt fails into the ordinary election."""
+        """A leader learned of a higher epoch that no rival leads: leave the old epoch and propose one
+        above everything heard of, stamped, without a pre-vote (docs/algorithms.md, "Re-election of the
+        incumbent")."""
         epoch = self._epoch_above(max(self.epoch, self._highest_epoch_seen))
         self._log(
             "reelection_started",
             f"leaves epoch {self.epoch} and runs again for epoch {epoch} as its incumbent leader: {reason}",
             LogLevel.NOTICE,
         )
-        self._is_leader = False
         self._leader_id = None
         self._abandon_election()
         self._propose_binding(epoch, stamped=True)
@@ -894,9 +863,9 @@ class ElectionNode:
             f"votes again, above epoch {epoch}",
             LogLevel.NOTICE,
         )
-        if catch_up.learned_nothing_was_ever_elected(floor) and self._started_at_ms is not None:
+        if catch_up.learned_nothing_was_ever_elected(floor) and self._blackout.started_ms is not None:
             # A new cluster: no leader ever existed, so no lease waits on us. Elect after listen_ms.
-            self._started_at_ms = None
+            self._blackout.lift()
             if self._leader_id is None and not self._is_leader and not self._electing():
                 wait_ms = catch_up.started_ms + self.settings.listen_ms - self._now_ms
                 self._set_timer(TimerId.LISTEN, max(1, wait_ms))
@@ -917,8 +886,7 @@ class ElectionNode:
             and message.epoch == self.epoch
             and message.echo_ms is not None
         ):
-            until_ms = self._support_until_ms(message.echo_ms)
-            self._lease_until_ms[message.sender] = max(self._lease_until_ms.get(message.sender, 0), until_ms)
+            self._lease.echoed(message.sender, message.echo_ms, self._now_ms)
         if message.sender == self._leader_id and not self._is_leader:
             self._leader_lost(f"leader {message.sender} no longer claims to lead")
         elif self._is_leader and message.epoch > self.epoch:
