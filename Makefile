@@ -3,12 +3,13 @@
 #   make test        everything: lint, types, unit, simulator sweeps, loopback processes, Ansible, Molecule
 #   make test-fast   the inner loop: lint, types, unit, short simulator sweeps, loopback runtime (minutes)
 #   make fuzz        not in make test: the frame decoder and handshake fuzz tests with many examples
+#   make soak        not in make test: a nemesis against the make cluster containers, then a report
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-$(shell cat requirements-dev.txt requirements-deploy.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv lint typecheck test-unit test-slow test-fast test test-deploy test-rounds fuzz cluster cluster-down clean
+.PHONY: venv lint typecheck test-unit test-slow test-fast test test-deploy test-rounds fuzz soak cluster cluster-down clean
 
 venv: $(STAMP)
 $(STAMP): requirements-dev.txt requirements-deploy.txt pyproject.toml
@@ -51,6 +52,16 @@ test-rounds:
 FUZZ_EXAMPLES ?= 20000
 fuzz: venv
 	LEADER_NODE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest -q -p no:cacheprovider tests/core/test_codec_fuzz.py
+
+# Not part of `make test`: kills, stops, pauses, partitions, replayed and forged frames and slow clients
+# against the five `make cluster` containers (brought up, or recreated with ALGORITHM, when needed) for
+# SOAK_MINUTES, then the history check and a report in artifacts/soak-<algorithm>-<UTC time>/, e.g.
+#   make soak SOAK_MINUTES=5 ALGORITHM=ring SOAK_SEED=42     (docs/benchmarks.md, "Soak")
+SOAK_MINUTES ?= 30
+ALGORITHM ?= bully
+SOAK_SEED ?=
+soak: venv
+	$(PY) scripts/soak.py --minutes $(SOAK_MINUTES) --algorithm $(ALGORITHM) $(if $(SOAK_SEED),--seed $(SOAK_SEED))
 
 cluster:
 	scripts/cluster-up.sh
