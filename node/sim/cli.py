@@ -15,6 +15,11 @@ majority must agree on one leader and epoch within failure_timeout + listen + 2 
 backoff_cap (20 s at the default 1 s / 3 s / 5 s timers) and keep it. Long sweeps report progress on
 stderr every 1,000 seeds.
 
+`--nemeses` narrows the faults, or adds the opt-in ones that no default sweep draws: `byzantine-member`
+(a member holding the secret injects forged messages from itself, votes included) and
+`byzantine-member-honest-votes` (the same, but it never forges a vote), e.g.
+`--nemeses byzantine-member,crash,partition-halves` (docs/security.md says what is checked then).
+
 Exit status: 0 every seed passed; 1 at least one safety violation (it wins over liveness); 2 at least
 one liveness violation and no safety violation; 64 bad usage.
 """
@@ -28,7 +33,7 @@ import time
 from typing import NoReturn, TextIO
 
 from node.algorithms import ALGORITHMS
-from node.sim.nemesis import ALL_NEMESES
+from node.sim.nemesis import DEFAULT_NEMESES, NEMESES, OPT_IN_NEMESES
 from node.sim.runner import NODE_COUNT_MAX, RunConfig, RunResult, sweep
 
 EXIT_OK = 0
@@ -65,8 +70,10 @@ def _parser() -> _Parser:
     defaults = RunConfig("bully", 1, 0)
     parser.add_argument(
         "--nemeses",
-        default=",".join(ALL_NEMESES),
-        help="comma-separated faults to draw from (default: all of them: %(default)s)",
+        default=",".join(DEFAULT_NEMESES),
+        help="comma-separated faults to draw from (default: %(default)s; opt-in, named only: "
+        + ",".join(OPT_IN_NEMESES)
+        + ")",
     )
     parser.add_argument("--heartbeat-ms", type=int, default=defaults.heartbeat_interval_ms)
     parser.add_argument("--failure-timeout-ms", type=int, default=defaults.failure_timeout_ms)
@@ -91,10 +98,10 @@ def main(argv: list[str], out: TextIO | None = None) -> int:
         print(f"leader-node simulate: {exc}", file=sys.stderr)
         return EXIT_USAGE
     nemeses = tuple(name for name in args.nemeses.split(",") if name)
-    unknown = sorted(set(nemeses) - set(ALL_NEMESES))
+    unknown = sorted(set(nemeses) - set(NEMESES))
     if unknown or not nemeses:
         print(
-            f"leader-node simulate: unknown --nemeses {unknown}; known: {','.join(ALL_NEMESES)}",
+            f"leader-node simulate: unknown --nemeses {unknown}; known: {','.join(NEMESES)}",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -174,7 +181,7 @@ def reproduce_command(config: RunConfig) -> str:
     ):
         if value != default:
             command += f" {flag} {value}"
-    if set(config.nemeses) != set(ALL_NEMESES):
+    if set(config.nemeses) != set(DEFAULT_NEMESES):
         command += f" --nemeses {','.join(config.nemeses)}"
     return f"{command} --seed {config.seed}"
 
@@ -190,6 +197,7 @@ def summary(results: list[RunResult], wall_s: float) -> str:
         f" liveness={liveness} elections={sum(r.elections for r in results)}"
         f" leader_changes={sum(r.leader_changes for r in results)}"
         f" worst_convergence={worst} virtual={virtual_s:.0f}s wall={wall_s:.1f}s"
+        + (f" forgeries={forgeries}" if (forgeries := sum(r.forgeries for r in results)) else "")
     )
 
 

@@ -19,6 +19,19 @@ Safety rules (docs/architecture.md, "Safety rules"):
    itself, COORDINATOR for itself) under an epoch below E: an old leader, resumed from a pause or cut
    off, never acts under its old epoch again (the leader lease makes this hold at equal clock rates).
 4. liveness: see `LivenessMonitor`.
+With a byzantine member (`distrust`, the opt-in `byzantine-member` nemeses): every per-node rule
+(epochs-monotonic, persist-before-send, double-promise on the node's own disk, stale-leader,
+role-published) holds for every node as before, the liar's own honest algorithm included (its forgeries
+bypass its algorithm). A liar that only disturbs (`forges_votes=False`) leaves the global rules in force
+for the honest nodes: leader-without-quorum for every leader, one-leader-per-epoch between two honest
+leaders, stale-claim for the claims of honest nodes (the liar may claim to lead in its own name anyway,
+and it can undercut its own honest process: a forged RESIGN of its own leadership frees its followers
+while that process still holds its lease). A liar that forges votes (a granted PROMISE, CONFIRMED,
+a lease echo) is one voter that can promise twice, which no crash-fault protocol survives: from its
+first forgery to the end of the run, leader-without-quorum counts it as a wildcard voter (a leader
+needs quorum - 1 persisted honest promises to one candidate), and one-leader-per-epoch and
+stale-claim, whose proofs rest on the one voter that two majorities share, are not checked
+(docs/security.md).
 Driver contract: a node's view (what /status shows) matches its last RoleChanged (`role-published`).
 """
 
@@ -83,12 +96,27 @@ class SafetyMonitor:
     highest_leader_epoch: int = 0
     promises: dict[tuple[int, int], set[int]] = field(default_factory=dict)  # (epoch, candidate)
     max_view_epoch: dict[int, int] = field(default_factory=dict)
+    liar: int | None = None  # a byzantine member (`distrust`)
+    liar_forges_votes: bool = False
+
+    def distrust(self, liar: int, *, forges_votes: bool) -> None:
+        """From now to the end of the run, `liar` sends forged messages; `forges_votes`: among them its
+        "I back you" (granted PROMISE, CONFIRMED, lease echoes). Which global rules then still hold: see
+        the module's docstring."""
+        if self.liar is not None and self.liar != liar:
+            raise ValueError(f"one byzantine member per run: {self.liar} already, not {liar}")
+        self.liar = liar
+        self.liar_forges_votes = self.liar_forges_votes or forges_votes
 
     def _fail(self, rule: str, now_ms: int, node_id: int | None, detail: str) -> None:
         violation = Violation(SAFETY, rule, now_ms, node_id, detail)
         self.violations.append(violation)
         if self.fail_fast:
             raise InvariantViolatedError(violation)
+
+    def _exempt(self, node_id: int) -> bool:
+        """One-leader-per-epoch and stale-claim do not judge this node's leadership (`distrust`)."""
+        return self.liar_forges_votes or node_id == self.liar
 
     def on_persist(self, now_ms: int, node_id: int, old: DurableState, new: DurableState) -> None:
         if new.epoch < old.epoch:
@@ -127,7 +155,7 @@ class SafetyMonitor:
     def on_claim(self, now_ms: int, node_id: int, message: Message) -> None:
         """`message` claims that its sender leads under `message.epoch` (a HEARTBEAT naming itself as
         leader, or its COORDINATOR). Once a higher epoch has a leader, an older leader must never act."""
-        if self.highest_leader_epoch > message.epoch:
+        if self.highest_leader_epoch > message.epoch and not self._exempt(node_id):
             newer = self.highest_leader_epoch
             self._fail(
                 "stale-claim",
@@ -140,7 +168,7 @@ class SafetyMonitor:
     def on_leader(self, now_ms: int, node_id: int, epoch: int) -> None:
         self.highest_leader_epoch = max(self.highest_leader_epoch, epoch)
         holder = self.leader_of_epoch.setdefault(epoch, node_id)
-        if holder != node_id:
+        if holder != node_id and not (self._exempt(node_id) or self._exempt(holder)):
             self._fail(
                 "one-leader-per-epoch", now_ms, node_id, f"leads epoch {epoch}, already led by node {holder}"
             )
@@ -148,14 +176,18 @@ class SafetyMonitor:
         # winner leads; either way some candidate holds a majority of persisted promises for `epoch`.
         quorum = quorum_size(self.cluster_size)
         backers = {c: v for (e, c), v in self.promises.items() if e == epoch}
-        if not any(len(voters) >= quorum for voters in backers.values()):
+        wildcard = {self.liar} if self.liar_forges_votes and self.liar is not None else set()
+        if wildcard and not backers:
+            backers = {node_id: set()}  # the liar alone may have "promised" to anyone
+        if not any(len(voters | wildcard) >= quorum for voters in backers.values()):
             promised = ", ".join(f"to {c}: {sorted(v)}" for c, v in sorted(backers.items())) or "none"
+            joker = f", node {self.liar} counted as a wildcard voter" if wildcard else ""
             self._fail(
                 "leader-without-quorum",
                 now_ms,
                 node_id,
                 f"leads epoch {epoch} but no candidate holds a majority ({quorum} of {self.cluster_size})"
-                f" of persisted promises for it (promises {promised})",
+                f" of persisted promises for it (promises {promised}{joker})",
             )
 
     def on_view(

@@ -10,6 +10,10 @@ a crash that loses the node's disk (it comes back without state),
 graceful stop of the leader (SIGTERM: it resigns), pause (SIGSTOP/SIGCONT of a random node or the
 leader), and bursts of drops, duplicates, reordering and long delays.
 Not modelled: clock skew (each node's timers run at the true rate).
+
+Opt-in only (named in --nemeses, never in DEFAULT_NEMESES, so the default sweeps keep their meaning): a
+Byzantine-ish member that holds the secret and injects forged messages from itself (`byzantine-member`,
+and `byzantine-member-honest-votes`, which never forges a vote; node/sim/byzantine.py).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from node.core.actions import Role
 from node.core.settings import Settings
 from node.core.state import DurableState
+from node.sim.byzantine import Epochs, Forger
 from node.sim.world import World
 
 Stop = Callable[[], None]
@@ -31,6 +36,8 @@ Stop = Callable[[], None]
 FAULT_GAP_MS = (200, 4_000)  # between two fault starts
 FAULT_DURATION_MS = (300, 12_000)
 CLOG_STEP_MS = (100, 1_500)  # swizzle-clog: time between clogging (and unclogging) two nodes
+FORGERY_GAP_MS = (5, 400)  # byzantine member: time between two injections
+FORGERY_BROADCAST_PROBABILITY = 0.3  # an injection goes to every honest node, else to one
 DEFAULT_ELECTION_TIMEOUT_MS = 5_000
 
 
@@ -65,6 +72,8 @@ class Nemesis:
         self._until_ms = 0
         self._era = 0  # bumped by heal_all: every step scheduled before it becomes a no-op
         self.started: dict[str, int] = {}
+        self.liar: int | None = None  # the byzantine member, drawn when such a fault first starts
+        self.forgeries = 0
 
     # --- schedule --------------------------------------------------------------------------------
 
@@ -74,7 +83,8 @@ class Nemesis:
 
         def guarded() -> None:
             if era == self._era:
-                self.world.log(f"nemesis {label}")
+                if label:
+                    self.world.log(f"nemesis {label}")
                 run()
 
         self.world.call_at(at_ms, "", guarded)
@@ -141,6 +151,12 @@ class Nemesis:
         world.log("nemesis healed everything")
 
     # --- helpers for the faults ------------------------------------------------------------------
+
+    def choose_liar(self) -> int:
+        """The run's one byzantine member: drawn once per seed, the same for every such fault."""
+        if self.liar is None:
+            self.liar = self.rng.choice(sorted(self.world.nodes))
+        return self.liar
 
     def running_ids(self) -> list[int]:
         return [node_id for node_id, node in self.world.nodes.items() if node.running]
@@ -407,6 +423,63 @@ def delay_burst(nemesis: Nemesis) -> Stop:
     return _burst(nemesis, "extra_delay_ms_max", nemesis.rng.randint(100, limit_ms), 0)
 
 
+def _byzantine(nemesis: Nemesis, *, forge_votes: bool) -> Stop:
+    """The liar keeps running its honest algorithm; until the fault stops, well-signed but arbitrary
+    messages "from" it reach the honest nodes (one of them, or all: a forged broadcast). A crashed or
+    paused liar sends nothing. The safety monitor is told at once, and for the rest of the run, which
+    global rules a liar of this kind can break (`SafetyMonitor.distrust`)."""
+    world = nemesis.world
+    rng = nemesis.rng
+    liar = nemesis.choose_liar()
+    world.safety.distrust(liar, forges_votes=forge_votes)
+    forger = Forger(
+        rng,
+        tuple(sorted(world.nodes)),
+        liar,
+        forge_votes=forge_votes,
+        failure_ms=nemesis.timers.failure_timeout_ms,
+    )
+    world.log(f"nemesis byzantine member {liar} ({'forging votes' if forge_votes else 'honest votes'})")
+    active = [True]
+
+    def inject() -> None:
+        if not active[0]:
+            return
+        targets = [n for n, node in world.nodes.items() if n != liar and node.alive]
+        if world.nodes[liar].running and targets:
+            disks = [node.disk.epoch for node in world.nodes.values()]
+            low, high = min(disks), max(disks)
+            liar_epoch = world.nodes[liar].disk.epoch
+            if rng.random() < FORGERY_BROADCAST_PROBABILITY:
+                aim = rng.choice(targets)
+                message = forger.message(
+                    aim, Epochs(world.nodes[aim].disk.epoch, liar_epoch, low, high), world.now_ms
+                )
+                for dst in targets:
+                    world.inject(liar, dst, message)
+            else:
+                dst = rng.choice(targets)
+                epochs = Epochs(world.nodes[dst].disk.epoch, liar_epoch, low, high)
+                world.inject(liar, dst, forger.message(dst, epochs, world.now_ms))
+            nemesis.forgeries += 1
+        nemesis.later(world.now_ms + rng.randint(*nemesis.timers.scaled(FORGERY_GAP_MS)), "", inject)
+
+    inject()
+
+    def stop() -> None:
+        active[0] = False
+
+    return stop
+
+
+def byzantine_member(nemesis: Nemesis) -> Stop:
+    return _byzantine(nemesis, forge_votes=True)
+
+
+def byzantine_member_honest_votes(nemesis: Nemesis) -> Stop:
+    return _byzantine(nemesis, forge_votes=False)
+
+
 NEAR_TIMEOUT = frozenset({"pause", "pause-leader", "isolate-leader", "one-way", "swizzle-clog"})
 NEMESES: dict[str, Callable[[Nemesis], Stop | None]] = {
     "partition-halves": partition_halves,
@@ -428,4 +501,12 @@ NEMESES: dict[str, Callable[[Nemesis], Stop | None]] = {
     "reorder-burst": reorder_burst,
     "delay-burst": delay_burst,
 }
-ALL_NEMESES = tuple(NEMESES)
+# The default sweeps draw from these (unchanged since before the opt-in ones existed: a default run of a
+# seed is the same run as before). `ALL_NEMESES` is the old name of the same tuple.
+DEFAULT_NEMESES = tuple(NEMESES)
+ALL_NEMESES = DEFAULT_NEMESES
+OPT_IN_NEMESES: dict[str, Callable[[Nemesis], Stop | None]] = {
+    "byzantine-member": byzantine_member,
+    "byzantine-member-honest-votes": byzantine_member_honest_votes,
+}
+NEMESES.update(OPT_IN_NEMESES)

@@ -264,6 +264,17 @@ class World:
         for at_ms in self.network.transit_delays_ms(src, dst, now_ms):
             self.scheduler.at(at_ms, Delivery(dst, peer.incarnation, src, message))
 
+    def inject(self, src: int, dst: int, message: Message) -> None:
+        """A message that `src`'s algorithm never produced (a forgery of the byzantine nemesis), sent on
+        the link src -> dst like any other: partitions, drops, delays and clogs apply. No send-side rule
+        is checked (the receiver's rules are)."""
+        peer = self.nodes[dst]
+        if not peer.alive or dst == src:
+            return
+        self.log(f"n{src} forges -> n{dst}: {message!r}")
+        for at_ms in self.network.transit_delays_ms(src, dst, self.now_ms):
+            self.scheduler.at(at_ms, Delivery(dst, peer.incarnation, src, message))
+
     # --- clogs -----------------------------------------------------------------------------------
 
     def _hold(self, item: Delivery) -> None:
