@@ -57,11 +57,14 @@ fuzz: venv
 # against the five `make cluster` containers (brought up, or recreated with ALGORITHM, when needed) for
 # SOAK_MINUTES, then the history check and a report in artifacts/soak-<algorithm>-<UTC time>/, e.g.
 #   make soak SOAK_MINUTES=5 ALGORITHM=ring SOAK_SEED=42     (docs/benchmarks.md, "Soak")
+# SOAK_FRESH=1 recreates the cluster first (make cluster-down, make cluster: the current working tree).
 SOAK_MINUTES ?= 30
 ALGORITHM ?= bully
 SOAK_SEED ?=
+SOAK_FRESH ?=
 soak: venv
-	$(PY) scripts/soak.py --minutes $(SOAK_MINUTES) --algorithm $(ALGORITHM) $(if $(SOAK_SEED),--seed $(SOAK_SEED))
+	$(PY) scripts/soak.py --minutes $(SOAK_MINUTES) --algorithm $(ALGORITHM) $(if $(SOAK_SEED),--seed $(SOAK_SEED)) \
+	    $(if $(SOAK_FRESH),--fresh)
 
 cluster:
 	scripts/cluster-up.sh

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -248,15 +249,16 @@ def running_algorithm(config: dict[str, Any]) -> str | None:
     return algorithms.pop() if len(algorithms) == 1 else None
 
 
-def ensure_cluster(algorithm: str) -> dict[str, Any]:
+def ensure_cluster(algorithm: str, fresh: bool) -> dict[str, Any]:
     config = cluster_config()
     running = running_algorithm(config) if config else None
-    if config is not None and running == algorithm:
+    if config is not None and running == algorithm and not fresh:
         log(f"cluster up, algorithm {algorithm}: reusing it")
         return config
     env = dict(os.environ, LEADER_NODE_ALGORITHM=algorithm)
     if config is not None:
-        log(f"cluster runs {running or 'an unknown algorithm'}, not {algorithm}: make cluster-down first")
+        why = "--fresh" if running == algorithm else f"it runs {running or 'an unknown algorithm'}"
+        log(f"cluster up, but {why}: make cluster-down first")
         subprocess.run(["make", "-s", "--no-print-directory", "cluster-down"], cwd=REPO, check=True, env=env)
     log(f"make cluster (LEADER_NODE_ALGORITHM={algorithm})")
     subprocess.run(["make", "-s", "--no-print-directory", "cluster"], cwd=REPO, check=True, env=env)
@@ -264,6 +266,40 @@ def ensure_cluster(algorithm: str) -> dict[str, Any]:
     if config is None or running_algorithm(config) != algorithm:
         raise RuntimeError("make cluster finished but the cluster is not up with the wanted algorithm")
     return config
+
+
+def deployed_code() -> dict[str, Any]:
+    """Which code the containers run: the installed package's node/*.py against this checkout's HEAD
+    (the wheelhouse is built from the working tree as it was at `make cluster`, which may hold
+    uncommitted work)."""
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], check=False, cwd=REPO, capture_output=True, text=True
+    ).stdout
+    listing = docker(
+        "exec", NAMES[0], "sh", "-c",
+        "cd /opt/leader-node/lib/python3*/site-packages && find node -name '*.py' | sort | xargs sha256sum",
+        check=False,
+    ).stdout  # fmt: skip
+    deployed = {path: digest for digest, path in (line.split() for line in listing.splitlines())}
+    tracked = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", "HEAD", "node"],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    differ = []
+    for path in sorted(set(deployed) | {p for p in tracked if p.endswith(".py")}):
+        at_head = subprocess.run(
+            ["git", "show", f"HEAD:{path}"], check=False, cwd=REPO, capture_output=True
+        ).stdout
+        if path not in deployed:
+            differ.append(f"{path} (not deployed)")
+        elif path not in tracked:
+            differ.append(f"{path} (not in HEAD)")
+        elif hashlib.sha256(at_head).hexdigest() != deployed[path]:
+            differ.append(path)
+    return {"head": head.strip(), "deployed_files": len(deployed), "differ_from_head": differ}
 
 
 def duration_text_s(text: str) -> float:
@@ -1082,6 +1118,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--max-faults", type=int, default=2, help="faults at once (default 2)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--fresh", action="store_true", help="recreate the cluster (make cluster-down, make cluster) first"
+    )
     args = parser.parse_args(argv)
     if args.command == "sniff":
         return sniff(args.out, args.seconds, args.port)
@@ -1101,7 +1140,7 @@ def soak(args: argparse.Namespace) -> int:
         raise SystemExit(EXIT_SOAK_FAILED)
 
     signal.signal(signal.SIGTERM, on_term)
-    config = ensure_cluster(args.algorithm)
+    config = ensure_cluster(args.algorithm, args.fresh)
     sys.path[:0] = [str(REPO), str(REPO / "molecule"), str(REPO / "molecule" / "shared")]
     import conftest  # noqa: PLC0415 - molecule/conftest.py: Timers
     import faults as faults_mod  # noqa: PLC0415 - molecule/shared/faults.py: FaultCluster
@@ -1142,6 +1181,8 @@ def soak(args: argparse.Namespace) -> int:
     watchdog_s = duration_text_s(watchdog) if re.fullmatch(r"\s*[0-9.]+m?s\s*", watchdog) else 10.0
     nemesis.max_pause_s = watchdog_s / 2 - 0.5
     result: dict[str, Any] = {"seed": seed, "algorithm": args.algorithm, "out_dir": str(out_dir)}
+    result["code"] = deployed_code()
+    log(f"deployed code: HEAD {result['code']['head'][:10]}, differs in {result['code']['differ_from_head']}")
     soak_start = soak_end = time.time()
     settled_after: float | None = None
     error: str | None = None
@@ -1305,6 +1346,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"| duration | {r['duration_s']} s of faults ({r['minutes_asked']} min asked), {r['started']} .. "
         f"{r['ended']} |",
         f"| seed | {r['seed']} (`SOAK_SEED={r['seed']}`) |",
+        f"| code | HEAD {r['code']['head'][:10]}; deployed node/ differs from HEAD in: "
+        f"{', '.join(r['code']['differ_from_head']) or 'nothing'} |",
         f"| timers | heartbeat {r['timers']['heartbeat_s']} s, failure {r['timers']['failure_s']} s, "
         f"election {r['timers']['election_s']} s |",
         f"| faults injected | {r['faults_total']} |",
