@@ -58,11 +58,13 @@ import os
 import random
 import re
 import select
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tomllib
@@ -255,17 +257,43 @@ def ensure_cluster(algorithm: str, fresh: bool) -> dict[str, Any]:
     if config is not None and running == algorithm and not fresh:
         log(f"cluster up, algorithm {algorithm}: reusing it")
         return config
-    env = dict(os.environ, LEADER_NODE_ALGORITHM=algorithm)
-    if config is not None:
-        why = "--fresh" if running == algorithm else f"it runs {running or 'an unknown algorithm'}"
-        log(f"cluster up, but {why}: make cluster-down first")
-        subprocess.run(["make", "-s", "--no-print-directory", "cluster-down"], cwd=REPO, check=True, env=env)
-    log(f"make cluster (LEADER_NODE_ALGORITHM={algorithm})")
-    subprocess.run(["make", "-s", "--no-print-directory", "cluster"], cwd=REPO, check=True, env=env)
+    # The committed code, not the working tree (others may be editing it): make cluster runs in a clean
+    # export of HEAD, with this checkout's venv (its stamp must match HEAD's requirements).
+    src = Path(tempfile.mkdtemp(prefix="leader-node-soak-src."))
+    try:
+        head = archive_head()  # resolved first: HEAD may move while this runs
+        archive = subprocess.run(["git", "archive", head], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive.stdout, check=True)
+        recipe = b"".join((src / f).read_bytes() for f in PIP_INPUTS)
+        stamp = REPO / ".venv" / f".stamp-{hashlib.sha256(recipe).hexdigest()[:12]}"
+        if not stamp.exists():
+            raise RuntimeError(
+                f"{stamp} missing: run `make venv` (HEAD's requirements differ from the venv's)"
+            )
+        env = dict(os.environ, LEADER_NODE_ALGORITHM=algorithm, VENV=str(REPO / ".venv"))
+        make = ["make", "-s", "--no-print-directory", "-C", str(src)]
+        if config is not None:
+            why = "--fresh" if running == algorithm else f"it runs {running or 'an unknown algorithm'}"
+            log(f"cluster up, but {why}: make cluster-down first")
+            subprocess.run([*make, "cluster-down"], check=True, env=env)
+        log(f"make cluster (LEADER_NODE_ALGORITHM={algorithm}) from a clean export of HEAD {head} in {src}")
+        subprocess.run([*make, "cluster"], check=True, env=env)
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
     config = cluster_config()
     if config is None or running_algorithm(config) != algorithm:
         raise RuntimeError("make cluster finished but the cluster is not up with the wanted algorithm")
     return config
+
+
+PIP_INPUTS = ("requirements-dev.txt", "requirements-deploy.txt", "pyproject.toml")  # the Makefile's STAMP
+
+
+def archive_head() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short=10", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
 
 
 def deployed_code() -> dict[str, Any]:
@@ -313,7 +341,8 @@ def duration_text_s(text: str) -> float:
 @dataclass
 class Round:
     at: float  # wall time the round was sent
-    answers: dict[int, tuple[int, int | None, int | None]]  # node -> (HTTP code or 0, leader_id, epoch)
+    # node -> (HTTP code or 0, leader_id, epoch, wall time the answer arrived here)
+    answers: dict[int, tuple[int, int | None, int | None, float]]
 
     def leaders(self) -> list[tuple[int, int | None]]:
         return [(n, a[2]) for n, a in self.answers.items() if a[0] == 200]
@@ -335,13 +364,13 @@ class Poller:
     def start(self) -> None:
         self._thread.start()
 
-    def _ask(self, node_id: int) -> tuple[int, int | None, int | None]:
+    def _ask(self, node_id: int) -> tuple[int, int | None, int | None, float]:
         try:
             code, body = http_get(self.nodes[node_id], HTTP_PORT, "/leader", POLL_TIMEOUT_S)
             doc = json.loads(body)
-            return code, doc.get("leader_id"), doc.get("epoch")
+            return code, doc.get("leader_id"), doc.get("epoch"), round(time.time(), 3)
         except (OSError, ValueError, http.client.HTTPException):
-            return 0, None, None
+            return 0, None, None, round(time.time(), 3)
         finally:
             with self._lock:
                 self._outstanding[node_id] -= 1
@@ -367,7 +396,7 @@ class Poller:
             try:
                 answers[node_id] = future.result(timeout=POLL_TIMEOUT_S + 2)
             except Exception:
-                answers[node_id] = (0, None, None)
+                answers[node_id] = (0, None, None, round(time.time(), 3))
         with self._lock:
             self.rounds.append(Round(at, answers))
             self._out.write(json.dumps({"at": round(at, 3), "answers": answers}) + "\n")
@@ -638,7 +667,7 @@ class Nemesis:
         self.replayed = 0
         self.replay_answers: Counter[str] = Counter()
         self.slow_stats: Counter[str] = Counter()
-        self.max_pause_s = 4.5  # set from the unit's WatchdogSec: below its ping interval (half of it)
+        self.max_pause_s = 3.5  # set from the unit's WatchdogSec: below its ping interval (half of it)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -887,7 +916,7 @@ class Nemesis:
             node = self.node(fault.nodes[0])
             # Longer than failure_timeout (the followers must elect while the replay runs), shorter than
             # the watchdog's ping interval (a longer pause is a watchdog restart, not a pause).
-            paused_s = min(self.rng.uniform(1.2, 1.6) * self.timers.failure_s, self.max_pause_s)
+            paused_s = min(self.rng.uniform(1.1, 1.5) * self.timers.failure_s, self.max_pause_s)
             fault.detail["paused_s"] = round(paused_s, 2)
             fault.changes.append(self.fc.pause(node))
             self.fc.step(f"replay: node {sender}'s recorded session to nodes {receivers} while it is paused")
@@ -1036,6 +1065,7 @@ def _gap(start: float, end: float, faults: list[Fault]) -> Gap:
 def analyse_journals(files: list[Path], since: float, until: float) -> dict[str, Any]:
     from node.history.checkers import check_history  # noqa: PLC0415
     from node.history.model import parse_journal_json  # noqa: PLC0415
+    from node.history.timeline import build_timeline  # noqa: PLC0415
 
     events = []
     problems: list[str] = []
@@ -1056,6 +1086,7 @@ def analyse_journals(files: list[Path], since: float, until: float) -> dict[str,
             if since <= at <= until and pattern.search(message):
                 problems.append(f"{utc(at)} {path.stem}: {message[:300]}")
     violations = check_history(events)
+    terms = {f"{t.epoch}/{t.leader_id}": t.start_ms / 1000 for t in build_timeline(events)}
     window = [e for e in events if since * 1000 <= e.time_ms <= until * 1000]
     kinds = Counter(e.event for e in window)
     became = sorted((e for e in window if e.event == "became_leader"), key=lambda e: e.time_ms)
@@ -1069,6 +1100,7 @@ def analyse_journals(files: list[Path], since: float, until: float) -> dict[str,
         "elections_started": kinds.get("election_started", 0),
         "event_counts": dict(sorted(kinds.items())),
         "unexpected_exits": problems,
+        "terms": terms,  # "epoch/leader" -> when it logged became_leader (wall time, s)
     }
 
 
@@ -1179,7 +1211,9 @@ def soak(args: argparse.Namespace) -> int:
     nemesis.poller, nemesis.metrics = poller, metrics
     watchdog = fc.sh(fc.nodes[0], "systemctl show -p WatchdogUSec --value leader-node", check=False).stdout
     watchdog_s = duration_text_s(watchdog) if re.fullmatch(r"\s*[0-9.]+m?s\s*", watchdog) else 10.0
-    nemesis.max_pause_s = watchdog_s / 2 - 0.5
+    # Half of WatchdogSec is the daemon's ping interval; a pause longer than that may be a watchdog
+    # restart. 1.5 s of margin for the `docker exec` latency of kill -STOP and -CONT on a busy machine.
+    nemesis.max_pause_s = watchdog_s / 2 - 1.5
     result: dict[str, Any] = {"seed": seed, "algorithm": args.algorithm, "out_dir": str(out_dir)}
     result["code"] = deployed_code()
     log(f"deployed code: HEAD {result['code']['head'][:10]}, differs in {result['code']['differ_from_head']}")
@@ -1239,14 +1273,36 @@ def soak(args: argparse.Namespace) -> int:
     journal = analyse_journals(files, soak_start, time.time())
     rounds = [r for r in poller.rounds if r.at >= soak_start]
     gaps = leaderless_gaps(rounds, nemesis.faults)
-    same_epoch, other_epoch = [], []
+    same_epoch, other_epoch, stale = [], [], []
     for rnd in rounds:
         leaders = rnd.leaders()
         if len(leaders) > 1:
             epochs = [e for _, e in leaders]
-            (same_epoch if len(set(epochs)) < len(epochs) else other_epoch).append(
-                {"at": utc(rnd.at), "leaders": leaders}
-            )
+            seen = {
+                "sent": utc(rnd.at),
+                "answers": {n: {"epoch": e, "answered": utc(rnd.answers[n][3])} for n, e in leaders},
+            }
+            if len(set(epochs)) < len(epochs):
+                same_epoch.append(seen)
+                continue
+            other_epoch.append(seen)
+            # Proven at one moment: the higher epoch's leader took office (its became_leader line) before
+            # the request was even sent, and a lower epoch still answered 200 to that request.
+            top_node, top_epoch = max(leaders, key=lambda ne: ne[1] or 0)
+            began = journal["terms"].get(f"{top_epoch}/{top_node}")
+            if began is not None and began < rnd.at:
+                for node, epoch in leaders:
+                    if epoch != top_epoch:
+                        stale.append(
+                            seen
+                            | {
+                                "stale_node": node,
+                                "stale_epoch": epoch,
+                                "leader": top_node,
+                                "leader_epoch": top_epoch,
+                                "leader_since": utc(began),
+                            }
+                        )
     changes, previous = 0, None
     for rnd in rounds:
         leaders = rnd.leaders()
@@ -1264,6 +1320,11 @@ def soak(args: argparse.Namespace) -> int:
         failures.append(f"leader-node check-history exited {check.returncode}")
     if same_epoch:
         failures.append(f"{len(same_epoch)} poll round(s) with two nodes answering 200 under one epoch")
+    if stale:
+        failures.append(
+            f"{len(stale)} stale 200(s): a node answered 200 under a lower epoch to a request sent after the "
+            "higher epoch's leader took office (README: /leader answers 200 on at most one node at a time)"
+        )
     if journal["crashed_events"] or journal["unexpected_exits"]:
         failures.append(
             f"daemon crashes or unexpected exits: {journal['crashed_events']} crashed events, "
@@ -1312,6 +1373,8 @@ def soak(args: argparse.Namespace) -> int:
             "two_leaders_same_epoch_rounds": same_epoch[:20],
             "two_leaders_different_epochs": len(other_epoch),
             "two_leaders_different_epochs_rounds": other_epoch[:20],
+            "stale_200": len(stale),
+            "stale_200_rounds": stale[:20],
             "history": journal,
             "check_history_exit": check.returncode,
             "peer_rejections_total": rejections,
@@ -1365,7 +1428,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"| worst time to a leader after the last fault change | "
         f"{r['worst_recovery_after_last_fault_change_s']} s (bound {r['leaderless_bound_s']} s) |",
         f"| two leaders in one round, same epoch | **{r['two_leaders_same_epoch']}** (must be 0) |",
-        f"| two leaders in one round, different epochs | {r['two_leaders_different_epochs']} |",
+        f"| two leaders in one round, different epochs | {r['two_leaders_different_epochs']}, of which "
+        f"**{r['stale_200']}** proven at one moment (a lower epoch's 200 to a request sent after the higher "
+        "epoch's leader took office; must be 0) |",
         f"| check-history violations | **{len(r['history']['violations'])}** (must be 0; "
         f"{r['history']['events']} events) |",
         f"| crashes / unexpected exits | {r['history']['crashed_events']} / "
@@ -1406,6 +1471,8 @@ def markdown(r: dict[str, Any]) -> str:
             "```",
             "",
         ]
+    if r["stale_200_rounds"]:
+        lines += ["## Stale 200s", "", "```", *(json.dumps(x) for x in r["stale_200_rounds"]), "```", ""]
     if r["fault_errors"]:
         lines += ["## Faults that failed to apply", "", *(f"- {e}" for e in r["fault_errors"]), ""]
     lines += [
