@@ -15,12 +15,30 @@ candidate may lead. The safety rules live here, in one place:
   higher id when `preempt` is set.
 - Messages from a leader under a lower epoch are rejected; a leader that hears of a higher epoch steps
   down; a leader (or follower) that has not heard from a majority within failure_timeout drops it.
+
+The contract with an algorithm (a subclass; also in docs/algorithms.md, "The contract"):
+
+- Hooks it may override: `_start_election()` (run its election; the node that should lead calls
+  `_propose()`), `_on_pre_vote_won(known_epoch)` (bind the won pre-vote: by default a broadcast
+  proposal), `_epoch_above(known_epoch)`, `_announce_leadership(epoch)`, `_on_peer_unavailable(peer)`,
+  `_on_algorithm_timer(timer)`, `_forget_election()` (drop its own election state), and `handlers` entries
+  for its own message types.
+- Helpers it calls: `_send`, `_broadcast`, `_log`, `_set_timer`, `_cancel_timer`, `_persist`;
+  `_await_election(phase)` / `_leave_phase()` / `_reset_election()` / `_wait_for_coordinator()` (the
+  shared `phase`); `_propose()`, `_end_pre_vote()`, `_learn_epoch(epoch)`, `_fail_attempt(reason)`,
+  `_begin_election(reason)`, `_elect_unless_led(reason)`, `_abandon_election()`; the promise rules
+  `_may_vote`, `_abstains`, `_grant_promise`; `_seek_confirmation(epoch, initiator)` (take office) and
+  `_on_leader_claim(leader, epoch, via)` (someone leads).
+- State it may read, never write: `settings`, `node_id`, `epoch`, `phase`, `_durable`, `_leader_id`,
+  `_is_leader`, `_handoff_from`, `_now_ms`, and the detector's queries (`_detector.is_available`, ...).
+  Every write goes through a helper (checked by tests/algorithms/test_contract.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 from node.algorithms.catchup import EpochCatchUp, is_catch_up_traffic
@@ -106,6 +124,15 @@ EPOCH_JUMP_MAX = 2**32
 EPOCH_MAX = 2**62
 
 
+class Phase(StrEnum):
+    """Where a node stands in an election of its algorithm (besides the proposal and confirmation)."""
+
+    IDLE = "idle"
+    AWAIT_OK = "await-ok"  # Bully: sent ELECTION to higher ids, waiting for any OK
+    AWAIT_TOKEN = "await-token"  # Ring, the initiator: its ELECTION token is going round
+    AWAIT_COORDINATOR = "await-coordinator"  # deferred to a candidate, or promised: waiting for it to lead
+
+
 def _epoch_held_by_sender(message: Message) -> int:
     """The epoch the sender has promised or accepted, as far as this message tells (to propose above it)."""
     if isinstance(message, Promise):
@@ -126,6 +153,7 @@ class ElectionNode:
         self._now_ms = 0
         self._out: list[Action] = []
         self._leader_id: int | None = None  # this node's own id while it leads (`_is_leader`)
+        self._phase = Phase.IDLE
         self._proposal: Proposal | None = None
         self._confirming: Confirmation | None = None
         self._backoff_pending = False
@@ -212,23 +240,44 @@ class ElectionNode:
     def _on_peer_unavailable(self, peer_id: int) -> None:
         """A peer became suspected or hinted unreachable (after the leader check)."""
 
-    def _reset_election(self) -> None:
-        """Forget algorithm-specific election state (a leader is known, or quorum is gone)."""
-
-    def _is_electing(self) -> bool:
-        """An algorithm-specific election is in flight."""
-        return False
+    def _forget_election(self) -> None:
+        """Forget algorithm-specific election state (the phase is back to IDLE)."""
 
     def _on_algorithm_timer(self, timer: TimerId) -> None:
         """ELECTION (and other algorithm timers) fired."""
 
-    def _wait_for_coordinator(self) -> None:
-        """This node deferred to a candidate: give it election_timeout to announce itself."""
-        self._set_timer(TimerId.COORDINATOR, self.settings.election_timeout_ms)
-
     def _announce_leadership(self, epoch: int) -> None:
         """This node just became leader of `epoch`: tell every peer (Ring circulates it instead)."""
         self._broadcast(Coordinator(self.node_id, epoch, self.node_id, self.node_id))
+
+    # ------------------------------------------------------------------ the phase, shared
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    def _await_election(self, phase: Phase) -> None:
+        """Enter an algorithm's own waiting phase (AWAIT_OK, AWAIT_TOKEN): ELECTION fires after
+        election_timeout unless the phase ends first."""
+        self._phase = phase
+        self._set_timer(TimerId.ELECTION, self.settings.election_timeout_ms)
+
+    def _wait_for_coordinator(self) -> None:
+        """This node deferred to a candidate: give it election_timeout to announce itself."""
+        self._set_timer(TimerId.COORDINATOR, self.settings.election_timeout_ms)
+        self._phase = Phase.AWAIT_COORDINATOR
+
+    def _leave_phase(self) -> None:
+        """Back to IDLE, the algorithm's election state forgotten; timers untouched (the caller's)."""
+        self._phase = Phase.IDLE
+        self._forget_election()
+
+    def _reset_election(self) -> None:
+        """Back to IDLE (a leader is known, quorum is gone, an attempt ended): the ELECTION timer of a
+        waiting phase cancelled, the algorithm's election state forgotten."""
+        if self._phase in (Phase.AWAIT_OK, Phase.AWAIT_TOKEN):
+            self._cancel_timer(TimerId.ELECTION)
+        self._leave_phase()
 
     # ------------------------------------------------------------------ small helpers
 
@@ -303,12 +352,16 @@ class ElectionNode:
     def _leader_is_live(self) -> bool:
         return self._leader_id is not None and self._detector.is_available(self._leader_id)
 
+    def _learn_epoch(self, epoch: int) -> None:
+        """Some node holds `epoch`: a later candidacy of ours proposes above it."""
+        self._highest_epoch_seen = max(self._highest_epoch_seen, epoch)
+
     def _electing(self) -> bool:
         return (
             self._proposal is not None
             or self._confirming is not None
             or self._backoff_pending
-            or self._is_electing()
+            or self._phase is not Phase.IDLE
         )
 
     def _role(self) -> Role:
@@ -465,7 +518,7 @@ class ElectionNode:
                 peer_id=sender,
             )
             return
-        self._highest_epoch_seen = max(self._highest_epoch_seen, _epoch_held_by_sender(message))
+        self._learn_epoch(_epoch_held_by_sender(message))
         if self._detector.heard(sender, self._now_ms):
             self._log("peer_recovered", f"hears peer {sender} again", LogLevel.NOTICE, peer_id=sender)
             self._send(sender, self._heartbeat())  # a rejoining peer learns the leader at once
@@ -768,6 +821,30 @@ class ElectionNode:
             return self.settings.preempt and candidate > self._leader_id
         return True
 
+    def _grant_promise(self, epoch: int, candidate: int, reason: str, *, rewrite: bool = False) -> None:
+        """Bind this node to `candidate` for `epoch` (the rules allowed it): leave any office or election,
+        persist the promise (before whatever the caller sends next), and wait for the candidate's
+        COORDINATOR. The promise held already is written again only with `rewrite` (a repeated PROPOSE)."""
+        self._step_down(reason)
+        if rewrite or self._durable != DurableState(epoch, candidate):
+            self._persist(DurableState(epoch, candidate))
+        self._leader_id = None
+        self._abandon_election()
+        self._wait_for_coordinator()
+
+    def _elect_unless_led(self, reason: str) -> None:
+        """Start an election unless this node follows a live leader (a leader it can no longer reach is
+        forgotten first)."""
+        if self._leader_is_live():
+            return
+        self._leader_id = None
+        self._begin_election(reason)
+
+    def _end_pre_vote(self) -> None:
+        """The pre-vote is won and the algorithm binds it its own way (Ring: its token): the tally ends."""
+        self._proposal = None
+        self._cancel_timer(TimerId.PROPOSAL)
+
     def _on_propose(self, message: Propose) -> None:
         if self._is_leader and not message.pre_vote and message.epoch > self.epoch:
             # A binding proposal exists only after a majority pre-voted for it: they no longer follow us.
@@ -776,11 +853,12 @@ class ElectionNode:
         granted = self._may_promise(message.sender, message.epoch, message.pre_vote, message.resigned_leader)
         echo_ms = None
         if granted and not message.pre_vote:
-            self._step_down(f"promised epoch {message.epoch} to node {message.sender}")
-            self._persist(DurableState(message.epoch, message.sender))
-            self._leader_id = None
-            self._abandon_election()
-            self._wait_for_coordinator()
+            self._grant_promise(
+                message.epoch,
+                message.sender,
+                f"promised epoch {message.epoch} to node {message.sender}",
+                rewrite=True,
+            )
             if message.sent_ms is not None:  # a stamped handoff proposal: this grant confirms it too
                 self._owe_lease(message.sender)
                 echo_ms = message.sent_ms
@@ -805,14 +883,14 @@ class ElectionNode:
         confirming = self._confirming
         if confirming is not None and message.epoch == confirming.epoch and not message.granted:
             # A voter refused to confirm: it promised a higher epoch since.
-            self._highest_epoch_seen = max(self._highest_epoch_seen, message.known_epoch)
+            self._learn_epoch(message.known_epoch)
             confirming.refused.add(message.sender)
             self._tally_confirmations()
             return
         proposal = self._proposal
         if proposal is None or message.epoch != proposal.epoch or message.pre_vote != proposal.pre_vote:
             return  # an answer to an earlier attempt
-        self._highest_epoch_seen = max(self._highest_epoch_seen, message.known_epoch)
+        self._learn_epoch(message.known_epoch)
         proposal.known_epoch = max(proposal.known_epoch, message.known_epoch)
         (proposal.grants if message.granted else proposal.rejects).add(message.sender)
         if message.granted and message.echo_ms is not None and message.echo_ms == proposal.stamp_ms:
@@ -852,7 +930,7 @@ class ElectionNode:
             return
         self._catch_up = None
         epoch = max(self.epoch, floor)
-        self._highest_epoch_seen = max(self._highest_epoch_seen, epoch)
+        self._learn_epoch(epoch)
         if epoch > self.epoch or self._durable.recovering:
             # The floor on disk: no promise at or below it. (It never promised while catching up.)
             voted_for = self._durable.voted_for if epoch == self.epoch else None

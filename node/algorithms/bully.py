@@ -8,9 +8,7 @@ promises from a majority for a fresh epoch (base.ElectionNode._propose) before i
 
 from __future__ import annotations
 
-from enum import StrEnum
-
-from node.algorithms.base import ElectionNode
+from node.algorithms.base import ElectionNode, Phase
 from node.core.actions import LogLevel
 from node.core.events import TimerId
 from node.core.messages import Coordinator, Election, MsgType, Ok
@@ -18,11 +16,7 @@ from node.core.protocol import RandomSource
 from node.core.settings import Settings
 from node.core.state import DurableState
 
-
-class Phase(StrEnum):
-    IDLE = "idle"
-    AWAIT_OK = "await-ok"  # sent ELECTION to higher ids, waiting for any OK
-    AWAIT_COORDINATOR = "await-coordinator"  # a higher id took over; waiting for its COORDINATOR
+__all__ = ["Bully", "Phase"]  # Phase (base.py): AWAIT_OK while waiting for a higher id's OK
 
 
 class Bully(ElectionNode):
@@ -30,7 +24,6 @@ class Bully(ElectionNode):
 
     def __init__(self, settings: Settings, state: DurableState, rng: RandomSource) -> None:
         super().__init__(settings, state, rng)
-        self.phase = Phase.IDLE
         self._awaiting_ok_from: set[int] = set()
         self._deferred_to: set[int] = set()
         self.handlers[MsgType.ELECTION] = self._on_election
@@ -53,36 +46,23 @@ class Bully(ElectionNode):
         if not self._awaiting_ok_from:
             self._propose()
             return
-        self.phase = Phase.AWAIT_OK
-        self._set_timer(TimerId.ELECTION, self.settings.election_timeout_ms)
+        self._await_election(Phase.AWAIT_OK)
 
-    def _reset_election(self) -> None:
-        if self.phase is Phase.AWAIT_OK:
-            self._cancel_timer(TimerId.ELECTION)
-        self.phase = Phase.IDLE
+    def _forget_election(self) -> None:
         self._awaiting_ok_from = set()
         self._deferred_to = set()
-
-    def _is_electing(self) -> bool:
-        return self.phase is not Phase.IDLE
-
-    def _wait_for_coordinator(self) -> None:
-        super()._wait_for_coordinator()
-        self.phase = Phase.AWAIT_COORDINATOR
 
     def _on_algorithm_timer(self, timer: TimerId) -> None:
         if timer is TimerId.ELECTION and self.phase is Phase.AWAIT_OK:
             self._log("election_timeout", "heard no OK from a higher id: runs for leader", LogLevel.INFO)
-            self.phase = Phase.IDLE
-            self._awaiting_ok_from = set()
+            self._leave_phase()  # the timer fired: nothing to cancel
             self._propose()
 
     def _on_peer_unavailable(self, peer_id: int) -> None:
         if self.phase is Phase.AWAIT_OK and peer_id in self._awaiting_ok_from:
             self._awaiting_ok_from.discard(peer_id)
             if not self._awaiting_ok_from:
-                self._cancel_timer(TimerId.ELECTION)
-                self.phase = Phase.IDLE
+                self._reset_election()  # cancels ELECTION
                 self._propose()
         elif (
             self.phase is Phase.AWAIT_COORDINATOR
@@ -101,9 +81,8 @@ class Bully(ElectionNode):
         self._send(message.sender, Ok(self.node_id, self.epoch))
         if self._is_leader:
             self._send(message.sender, Coordinator(self.node_id, self.epoch, self.node_id, self.node_id))
-        elif not self._leader_is_live():
-            self._leader_id = None
-            self._begin_election(f"node {message.sender} asked for an election")
+        else:
+            self._elect_unless_led(f"node {message.sender} asked for an election")
 
     def _on_ok(self, message: Ok) -> None:
         if message.sender < self.node_id or self.phase is Phase.IDLE:
@@ -112,5 +91,4 @@ class Bully(ElectionNode):
         if self.phase is Phase.AWAIT_OK:
             self._cancel_timer(TimerId.ELECTION)
             self._awaiting_ok_from = set()
-            self.phase = Phase.AWAIT_COORDINATOR
-            self._set_timer(TimerId.COORDINATOR, self.settings.election_timeout_ms)
+            self._wait_for_coordinator()

@@ -29,9 +29,8 @@ relays a given election's token and COORDINATOR once, and each initiator's wait 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import StrEnum
 
-from node.algorithms.base import ElectionNode
+from node.algorithms.base import ElectionNode, Phase
 from node.core.actions import LogLevel
 from node.core.events import TimerId
 from node.core.messages import Coordinator, Election, MsgType, Promise
@@ -39,12 +38,7 @@ from node.core.protocol import RandomSource
 from node.core.settings import Settings
 from node.core.state import DurableState
 
-
-class Phase(StrEnum):
-    IDLE = "idle"
-    AWAIT_TOKEN = "await-token"  # initiator: its ELECTION token is going round
-    AWAIT_COORDINATOR = "await-coordinator"  # promised an election (or handed it to its winner)
-
+__all__ = ["Phase", "Ring"]  # Phase (base.py): AWAIT_TOKEN while the initiator's token goes round
 
 RingMessage = Election | Coordinator
 
@@ -64,7 +58,6 @@ class Ring(ElectionNode):
     def __init__(self, settings: Settings, state: DurableState, rng: RandomSource) -> None:
         super().__init__(settings, state, rng)
         self.ring = tuple(sorted(settings.member_ids))
-        self.phase = Phase.IDLE
         self._token_epoch: int | None = None  # the epoch of this node's own token while it goes round
         self._handed_to: int | None = None  # the winner this initiator handed its COORDINATOR to
         self._in_flight: InFlight | None = None
@@ -121,12 +114,11 @@ class Ring(ElectionNode):
         return self.ballot_above(known_epoch)  # also for an incumbent's re-election (base._reelect)
 
     def _on_pre_vote_won(self, known_epoch: int) -> None:
-        self._proposal = None
-        self._cancel_timer(TimerId.PROPOSAL)
+        self._end_pre_vote()
         epoch = self.ballot_above(known_epoch)
         self._persist(DurableState(epoch, self.node_id))
-        self.phase, self._token_epoch = Phase.AWAIT_TOKEN, epoch
-        self._set_timer(TimerId.ELECTION, self.settings.election_timeout_ms)
+        self._token_epoch = epoch
+        self._await_election(Phase.AWAIT_TOKEN)
         token = Election(self.node_id, epoch, initiator=self.node_id, ids=(self.node_id,))
         if self._pass_on(token) is None:
             self._conclude(token)  # nobody else to ask: a one-node cluster, or every peer unreachable
@@ -137,18 +129,8 @@ class Ring(ElectionNode):
         self._relayed_coordinator = (epoch, initiator)
         self._pass_on(Coordinator(self.node_id, epoch, leader_id=self.node_id, initiator=initiator))
 
-    def _reset_election(self) -> None:
-        if self.phase is Phase.AWAIT_TOKEN:
-            self._cancel_timer(TimerId.ELECTION)
-        self.phase = Phase.IDLE
+    def _forget_election(self) -> None:
         self._token_epoch = self._handed_to = self._in_flight = None
-
-    def _is_electing(self) -> bool:
-        return self.phase is not Phase.IDLE
-
-    def _wait_for_coordinator(self) -> None:
-        super()._wait_for_coordinator()
-        self.phase = Phase.AWAIT_COORDINATOR
 
     def _on_algorithm_timer(self, timer: TimerId) -> None:
         if timer is TimerId.ELECTION and self.phase is Phase.AWAIT_TOKEN:
@@ -223,12 +205,8 @@ class Ring(ElectionNode):
                 f"gives up its election of epoch {self._token_epoch} for node {token.initiator}'s "
                 f"higher epoch {token.epoch}",
             )
-        self._step_down(f"promised epoch {token.epoch} to node {token.initiator}'s ring election")
-        if self._durable != DurableState(token.epoch, token.initiator):
-            self._persist(DurableState(token.epoch, token.initiator))
-        self._leader_id = None
-        self._abandon_election()
-        self._wait_for_coordinator()
+        reason = f"promised epoch {token.epoch} to node {token.initiator}'s ring election"
+        self._grant_promise(token.epoch, token.initiator, reason)
         self._relayed_token = (token.epoch, token.initiator)
         self._pass_on(replace(token, sender=self.node_id, ids=(*token.ids, self.node_id)))
 
@@ -267,7 +245,7 @@ class Ring(ElectionNode):
     def _on_promise_or_refusal(self, message: Promise) -> None:
         refused = not message.pre_vote and not message.granted
         if refused and self.phase is Phase.AWAIT_TOKEN and message.epoch == self._token_epoch:
-            self._highest_epoch_seen = max(self._highest_epoch_seen, message.known_epoch)
+            self._learn_epoch(message.known_epoch)
             self._fail_attempt(f"node {message.sender} refused epoch {message.epoch}: the token died there")
             return
         self._on_promise(message)  # pre-vote answers
