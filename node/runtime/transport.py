@@ -12,7 +12,8 @@ Bounds (the numbers come from `TransportLimits.from_settings`):
 - outbound queue: `queue_max_frames` per peer, drop-OLDEST when full (the newest heartbeat or election
   message supersedes older ones); a frame that waited longer than `frame_max_age_ms` is dropped as stale
   rather than delivered late in a burst after a reconnect;
-- `connect_timeout_ms` per attempt, then capped exponential backoff with full jitter between attempts;
+- `connect_timeout_ms` per attempt, then capped exponential backoff between attempts, each wait drawn
+  from 0.5-1.0 of the ceiling;
 - `send_timeout_ms` for one frame: a peer that reads nothing for that long loses its connection;
 - inbound, before the handshake completed: at most `max_unauthenticated_connections` in all (when full,
   a new connection evicts the oldest: an honest handshake takes one round trip, a squatter's slot is
@@ -207,7 +208,8 @@ class PeerLink:
             gevent.sleep(self._backoff_ms(0) / 1000)
 
     def _backoff_ms(self, attempt: int) -> float:
-        """Capped exponential backoff with full jitter, so that restarted peers are not hit in lockstep."""
+        """Capped exponential backoff, jittered over 0.5-1.0 of the ceiling (not full jitter: a wait is never
+        under half of it), so that restarted peers are not hit in lockstep."""
         ceiling_ms = min(self._limits.backoff_cap_ms, self._limits.backoff_base_ms * 2 ** min(attempt, 16))
         return float(ceiling_ms * (0.5 + 0.5 * self._rng.random()))
 
