@@ -5,20 +5,25 @@
     make soak SOAK_MINUTES=5 ALGORITHM=ring SOAK_SEED=42
 
 Runs as root on the machine that runs `make cluster`. If the five containers leader-node-1..5 are not
-up, or run the other algorithm, it (re)creates them with `make cluster` (LEADER_NODE_ALGORITHM=...).
+up, or run the other algorithm (or --fresh / SOAK_FRESH=1), it (re)creates them with `make cluster`
+(LEADER_NODE_ALGORITHM=...) run in a clean export of HEAD: the committed code, not the working tree.
+The report names the commit and any node/*.py the containers run that differs from HEAD.
 Then, with a seeded RNG (the seed is printed; pass it back with --seed / SOAK_SEED to replay the same
 choices), it injects faults at random, at most --max-faults (2) at once, each one undone:
 
   kill-leader            `systemctl kill -s SIGKILL leader-node` on the leader (systemd restarts it)
   stop-start-node/leader `systemctl stop leader-node`, a pause, `systemctl start leader-node`
-  pause-node/leader      SIGSTOP of the unit's MainPID, SIGCONT after 0.5-2 x failure_timeout
+  pause-node/leader      SIGSTOP of the unit's MainPID, SIGCONT after 0.5-1.5 x failure_timeout, at most
+                         WatchdogSec / 2 - 1.5 s (the daemon pings the watchdog every WatchdogSec / 2: a
+                         longer pause may be a watchdog restart instead)
   partition-1|4, -2|3, -isolate-leader
                          iptables DROP rules in each container (chain LEADER-NODE-SOAK, jumped to
                          from INPUT) against the other side's addresses; healed by flushing the chain
   replay                 a real peer session recorded off the wire (below) sent again, from the host,
                          to every member's peer port, every 200 ms for a few seconds
   replay-paused-leader   the same with the current leader's own recorded session while the leader is
-                         SIGSTOPped: the attack of issue 13 item 3 (it must not delay the failover)
+                         SIGSTOPped (1.1-1.5 x failure_timeout, same cap): the attack of issue 13 item 3
+                         (it must not delay the failover)
   forge                  a burst of hostile connections to one member's peer port: garbage, an
                          oversize length prefix, a HELLO with a forged FINISH MAC, a wrong cluster,
                          a non-member, a wrong receiver, an unknown key id, a bare session frame
@@ -43,8 +48,11 @@ requests) and scrapes /metrics every 5 s. At the end it heals everything, waits 
 by all five, collects `journalctl -u leader-node -o json` of each container, runs `leader-node
 check-history` on them, and writes artifacts/soak-<algorithm>-<UTC time>/report.{md,json} plus the
 polls, the steps, the journals, the capture and the timeline. Exit 0 when clean; 1 on any violation
-(check-history, two nodes answering 200 in one round with one epoch, a daemon crash, no leader within
-the bound after the last fault change, no agreement at the end); 2 when the soak itself failed.
+(check-history, two nodes answering 200 in one round with one epoch, a proven stale 200 (a lower
+epoch's 200 to a request sent after the higher epoch's leader logged became_leader), a daemon crash or
+watchdog restart, no leader within the bound after the last fault change, no agreement at the end);
+2 when the soak itself failed. Whatever happens, the containers get their units started, processes
+resumed and the soak's iptables chain removed, and the extra bridge addresses are deleted.
 """
 
 from __future__ import annotations
@@ -278,6 +286,11 @@ def ensure_cluster(algorithm: str, fresh: bool) -> dict[str, Any]:
             subprocess.run([*make, "cluster-down"], check=True, env=env)
         log(f"make cluster (LEADER_NODE_ALGORITHM={algorithm}) from a clean export of HEAD {head} in {src}")
         subprocess.run([*make, "cluster"], check=True, env=env)
+        MARKER.parent.mkdir(parents=True, exist_ok=True)
+        full = subprocess.run(
+            ["git", "rev-parse", head], cwd=REPO, capture_output=True, text=True, check=True
+        )
+        MARKER.write_text(json.dumps({"commit": full.stdout.strip(), "containers": container_ids()}) + "\n")
     finally:
         shutil.rmtree(src, ignore_errors=True)
     config = cluster_config()
@@ -296,13 +309,28 @@ def archive_head() -> str:
     return done.stdout.strip()
 
 
+MARKER = REPO / ".cache" / "soak-cluster.json"  # which commit the soak deployed to which containers
+
+
+def container_ids() -> list[str]:
+    return [docker("inspect", "-f", "{{.Id}}", name, check=False).stdout.strip() for name in NAMES]
+
+
 def deployed_code() -> dict[str, Any]:
-    """Which code the containers run: the installed package's node/*.py against this checkout's HEAD
-    (the wheelhouse is built from the working tree as it was at `make cluster`, which may hold
-    uncommitted work)."""
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], check=False, cwd=REPO, capture_output=True, text=True
-    ).stdout
+    """Which code the containers run: the installed package's node/*.py against the commit the soak
+    deployed (when these very containers came from a soak's `make cluster`), else against HEAD (a
+    `make cluster` of the working tree may have deployed uncommitted work)."""
+    commit = None
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        marker = json.loads(MARKER.read_text())
+        if marker["containers"] == container_ids():
+            commit = marker["commit"]
+    head = (
+        commit
+        or subprocess.run(
+            ["git", "rev-parse", "HEAD"], check=False, cwd=REPO, capture_output=True, text=True
+        ).stdout
+    )
     listing = docker(
         "exec", NAMES[0], "sh", "-c",
         "cd /opt/leader-node/lib/python3*/site-packages && find node -name '*.py' | sort | xargs sha256sum",
@@ -310,7 +338,7 @@ def deployed_code() -> dict[str, Any]:
     ).stdout  # fmt: skip
     deployed = {path: digest for digest, path in (line.split() for line in listing.splitlines())}
     tracked = subprocess.run(
-        ["git", "ls-tree", "-r", "--name-only", "HEAD", "node"],
+        ["git", "ls-tree", "-r", "--name-only", head.strip(), "node"],
         check=False,
         cwd=REPO,
         capture_output=True,
@@ -319,7 +347,7 @@ def deployed_code() -> dict[str, Any]:
     differ = []
     for path in sorted(set(deployed) | {p for p in tracked if p.endswith(".py")}):
         at_head = subprocess.run(
-            ["git", "show", f"HEAD:{path}"], check=False, cwd=REPO, capture_output=True
+            ["git", "show", f"{head.strip()}:{path}"], check=False, cwd=REPO, capture_output=True
         ).stdout
         if path not in deployed:
             differ.append(f"{path} (not deployed)")
@@ -327,7 +355,12 @@ def deployed_code() -> dict[str, Any]:
             differ.append(f"{path} (not in HEAD)")
         elif hashlib.sha256(at_head).hexdigest() != deployed[path]:
             differ.append(path)
-    return {"head": head.strip(), "deployed_files": len(deployed), "differ_from_head": differ}
+    return {
+        "head": head.strip(),
+        "deployed_by_soak": commit is not None,
+        "deployed_files": len(deployed),
+        "differ_from_head": differ,
+    }
 
 
 def duration_text_s(text: str) -> float:
@@ -1413,8 +1446,10 @@ def markdown(r: dict[str, Any]) -> str:
         f"| duration | {r['duration_s']} s of faults ({r['minutes_asked']} min asked), {r['started']} .. "
         f"{r['ended']} |",
         f"| seed | {r['seed']} (`SOAK_SEED={r['seed']}`) |",
-        f"| code | HEAD {r['code']['head'][:10]}; deployed node/ differs from HEAD in: "
-        f"{', '.join(r['code']['differ_from_head']) or 'nothing'} |",
+        f"| code | {r['code']['head'][:10]} ("
+        + ("deployed by the soak from a clean export" if r["code"]["deployed_by_soak"] else "HEAD")
+        + "); the containers' node/ differs from it in: "
+        + f"{', '.join(r['code']['differ_from_head']) or 'nothing'} |",
         f"| timers | heartbeat {r['timers']['heartbeat_s']} s, failure {r['timers']['failure_s']} s, "
         f"election {r['timers']['election_s']} s |",
         f"| faults injected | {r['faults_total']} |",
