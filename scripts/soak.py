@@ -1455,6 +1455,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"| faults injected | {r['faults_total']} |",
         f"| leader changes | {r['leader_changes_journal']} `became_leader` in the journals, "
         f"{r['leader_changes_polled']} changes of the 200-answering node in the polls |",
+        f"| epochs | {r.get('leader_at_start', {}).get('epoch')} at the start, "
+        f"{r.get('leader_at_end', {}).get('epoch')} at the end |",
         f"| `/leader` poll rounds | {r['poll_rounds']} (every {POLL_INTERVAL_S * 1000:.0f} ms, all five) |",
         f"| leaderless spans | {r['leaderless_spans']} ({r['leaderless_spans_1s_or_more']} of 1 s or more), "
         f"{r['leaderless_total_s']} s in all |",
