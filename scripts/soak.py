@@ -278,6 +278,12 @@ def ensure_cluster(algorithm: str, fresh: bool) -> dict[str, Any]:
             raise RuntimeError(
                 f"{stamp} missing: run `make venv` (HEAD's requirements differ from the venv's)"
             )
+        # make cluster runs `make venv`; with the export's files newer than the stamp, make would reinstall
+        # the venv, `pip install -e` of the export included, and leave this checkout's venv pointing at a
+        # deleted directory. Same content as the stamp's: make them older than it.
+        older = stamp.stat().st_mtime - 60
+        for name in PIP_INPUTS:
+            os.utime(src / name, (older, older))
         env = dict(os.environ, LEADER_NODE_ALGORITHM=algorithm, VENV=str(REPO / ".venv"))
         make = ["make", "-s", "--no-print-directory", "-C", str(src)]
         if config is not None:
