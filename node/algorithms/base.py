@@ -156,6 +156,7 @@ class ElectionNode:
         self._phase = Phase.IDLE
         self._proposal: Proposal | None = None
         self._confirming: Confirmation | None = None
+        self._confirmed_winner: tuple[int, int] | None = None  # voter: (epoch, the winner it confirmed)
         self._backoff_pending = False
         self._failed_attempts = 0
         self._highest_epoch_seen = state.epoch  # volatile: from voters' answers, to propose above them
@@ -978,12 +979,27 @@ class ElectionNode:
             self._begin_election("stepped down")
 
     def _on_confirm(self, message: Confirm) -> None:
-        if self._durable != DurableState(message.epoch, message.initiator) or self._is_leader:
+        if not self._may_confirm(message):
             refusal = Promise(self.node_id, message.epoch, False, granted=False, known_epoch=self.epoch)
             self._send(message.sender, refusal)
             return
+        self._confirmed_winner = (message.epoch, message.sender)
         self._owe_lease(message.sender)
         self._send(message.sender, Confirmed(self.node_id, message.epoch, echo_ms=message.sent_ms))
+
+    def _may_confirm(self, message: Confirm) -> bool:
+        """We hold the promise the winner asks about, and it is the one winner of that epoch we back.
+
+        Honest elections have one winner per (epoch, initiator). A member that lies (a forged Ring
+        COORDINATOR naming another holder of the promise) could make a second one ask: so a voter
+        confirms at most one winner per epoch, never one other than the leader it follows, and none in
+        its start-up blackout (it may have confirmed another before it restarted)."""
+        if self._durable != DurableState(message.epoch, message.initiator) or self._is_leader:
+            return False
+        if self._leader_id not in (None, message.sender) or self._in_startup_blackout():
+            return False
+        confirmed = self._confirmed_winner
+        return confirmed is None or confirmed[0] != message.epoch or confirmed[1] == message.sender
 
     def _on_confirmed(self, message: Confirmed) -> None:
         confirming = self._confirming

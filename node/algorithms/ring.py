@@ -291,11 +291,18 @@ class Ring(ElectionNode):
             self._pass_on(replace(message, sender=self.node_id))
 
     def _take_office(self, message: Coordinator) -> None:
-        if self._durable != DurableState(message.epoch, message.initiator) or not self._quorum_reachable():
+        # Only the initiator decides who won its election, and it tells the winner itself: a COORDINATOR
+        # naming us that anyone else sends (a member that lies) is no decision.
+        if (
+            message.sender != message.initiator
+            or self._durable != DurableState(message.epoch, message.initiator)
+            or not self._quorum_reachable()
+        ):
             self._log(
                 "message_rejected",
-                f"does not lead epoch {message.epoch} for node {message.initiator}'s election: its promise "
-                f"is {self._durable}, {self._reachable()} of {self.settings.cluster_size} reachable",
+                f"does not lead epoch {message.epoch} for node {message.initiator}'s election (told by node "
+                f"{message.sender}): its promise is {self._durable}, {self._reachable()} of "
+                f"{self.settings.cluster_size} reachable",
                 LogLevel.WARNING,
                 peer_id=message.sender,
             )
