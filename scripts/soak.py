@@ -479,6 +479,7 @@ class MetricsScraper:
     def __init__(self, nodes: dict[int, str]) -> None:
         self.nodes = nodes
         self.last: dict[tuple[int, int], dict[str, float]] = {}
+        self.baseline: dict[tuple[int, int], dict[str, float]] = {}
         self.generation: Counter[int] = Counter()
         self.heartbeats: dict[int, float] = {}
         self.scrapes = 0
@@ -488,6 +489,11 @@ class MetricsScraper:
         self._thread = threading.Thread(target=self._run, name="metrics", daemon=True)
 
     def start(self) -> None:
+        """Take the baseline first: a reused cluster's counters hold what happened before the soak."""
+        for node_id in self.nodes:
+            self.scrape(node_id)
+        with self._lock:
+            self.baseline = {key: dict(values) for key, values in self.last.items()}
         self._thread.start()
 
     def scrape(self, node_id: int) -> None:
@@ -529,10 +535,11 @@ class MetricsScraper:
         total: Counter[str] = Counter()
         per_node: dict[int, Counter[str]] = defaultdict(Counter)
         with self._lock:
-            for (node_id, _), values in self.last.items():
+            for key, values in self.last.items():
+                before = self.baseline.get(key, {})
                 for reason, value in values.items():
-                    total[reason] += int(value)
-                    per_node[node_id][reason] += int(value)
+                    total[reason] += int(value - before.get(reason, 0.0))
+                    per_node[key[0]][reason] += int(value - before.get(reason, 0.0))
         return dict(total), {n: dict(c) for n, c in sorted(per_node.items())}
 
     def stop(self) -> None:
@@ -1298,7 +1305,8 @@ def soak(args: argparse.Namespace) -> int:
         restore_containers(fc)
         with contextlib.suppress(Exception):
             set_slow_sources(False)
-        soak_end = max(soak_end, soak_start)
+        if soak_end <= soak_start:  # interrupted before the faults ended
+            soak_end = time.time()
 
     try:
         files = fc.collect()
