@@ -161,6 +161,7 @@ class ElectionNode:
         self._failed_attempts = 0
         self._highest_epoch_seen = state.epoch  # volatile: from voters' answers, to propose above them
         self._had_quorum = False
+        self._no_quorum_warned_ms: int | None = None  # the last warning of the current spell without quorum
         self._handoff_from: int | None = None  # a leader whose RESIGN started the current election
         self._successors: set[int] = set()  # after a RESIGN: the higher live ids, one of which succeeds
         # A node without its state votes for nobody until it learns an epoch above what it may have
@@ -431,6 +432,8 @@ class ElectionNode:
             self._abandon_election()
             if self._quorum_reachable():
                 self._set_timer(TimerId.LISTEN, self._listen_ms())  # hear out a successor first
+            else:
+                self._no_quorum_warned_ms = self._now_ms  # the first warning of this spell
         has_quorum = self._quorum_reachable()
         if not has_quorum and (self._is_leader or self._leader_id is not None or self._electing()):
             reachable = self._reachable()
@@ -442,6 +445,7 @@ class ElectionNode:
                 f"(quorum {self.settings.quorum_size}) within {self.settings.failure_timeout_ms} ms",
                 LogLevel.WARNING,
             )
+            self._no_quorum_warned_ms = self._now_ms  # the first warning of this spell
             if self._is_leader:
                 self._step_down("quorum lost")
             self._leader_id = None
@@ -450,6 +454,25 @@ class ElectionNode:
             # A majority just became reachable (start-up, heal): listen for a leader before electing.
             self._set_timer(TimerId.LISTEN, self._listen_ms())
         self._had_quorum = has_quorum
+        if has_quorum:
+            self._no_quorum_warned_ms = None
+        elif (
+            self._no_quorum_warned_ms is not None
+            and self._now_ms - self._no_quorum_warned_ms >= self.settings.election_timeout_ms
+        ):
+            self._warn_no_quorum()  # it lasts: again, at most once per election_timeout
+
+    def _warn_no_quorum(self) -> None:
+        """This node would run for leader (or has been without a majority for a while) but hears too few
+        members: it does not declare itself leader, and says so."""
+        self._no_quorum_warned_ms = self._now_ms
+        self._log(
+            "no_quorum",
+            f"hears only {self._reachable()} of {self.settings.cluster_size} nodes "
+            f"(quorum {self.settings.quorum_size}) within {self.settings.failure_timeout_ms} ms: "
+            "it does not run for leader",
+            LogLevel.WARNING,
+        )
 
     # ------------------------------------------------------------------ events
 
@@ -574,7 +597,9 @@ class ElectionNode:
         if self._is_leader or self._leader_id is not None or self._electing():
             return
         if not self._quorum_reachable():
-            return  # reported as no-quorum; the LISTEN timer re-arms when a majority is back
+            if self._no_quorum_warned_ms is None:
+                self._warn_no_quorum()  # repeated by _check_quorum while it lasts
+            return  # the LISTEN timer re-arms when a majority is back
         if self._catch_up is not None or self._in_startup_blackout() or self._owes_lease():
             self._set_timer(TimerId.LISTEN, self._listen_ms())
             return

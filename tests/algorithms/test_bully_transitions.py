@@ -247,7 +247,7 @@ ROWS: list[Row] = [
         "no-quorum start-up: listen window ends, no election",
         node3_heard_1,
         lambda n: n.fire(LISTEN, 2000),
-        [],
+        [log("no_quorum", WARNING, epoch=0)],  # it does not run, and says why
         role=NO_QUORUM,
         durable=DurableState(0, None),
     ),
@@ -1026,6 +1026,7 @@ ROWS: list[Row] = [
             log("peer_suspected", WARNING, peer=4, epoch=3, leader=5),
             log("peer_suspected", WARNING, peer=5, epoch=3, leader=5),
             log("leader_lost", WARNING, epoch=3, leader=5),
+            log("no_quorum", WARNING, epoch=3),  # it would elect, but hears 2 of 5
             SetTimer(DETECTOR, 5100),
             RoleChanged(NO_QUORUM, None, 3),
         ],
