@@ -221,11 +221,17 @@ class ElectionNode:
                 state=self._detector.state(peer_id),
                 last_seen_ms=None if heard_ms is None else max(0, now_ms - heard_ms),
             )
+        role, leader_id = self._role(), self._leader_id
+        if self._is_leader and self._lease.supporters(now_ms) < self.settings.quorum_size:
+            # The lease ran out since the last step (a paused process answering HTTP before its overdue
+            # lease timer runs): never report leading then; it steps down at its next step.
+            role = Role.CANDIDATE if self._quorum_reachable() else Role.NO_QUORUM
+            leader_id = None
         return NodeView(
             node_id=self.node_id,
             algorithm=self.name,
-            role=self._role(),
-            leader_id=self._leader_id,
+            role=role,
+            leader_id=leader_id,
             epoch=self._durable.epoch,
             peers=peers,
             quorum_size=self.settings.quorum_size,

@@ -10,6 +10,7 @@ from node.core.events import TimerId
 from node.core.messages import Heartbeat
 
 from .harness import Driven
+from .states import leader
 
 HEARTBEAT_MS, ELECTION_MS = 1000, 5000  # the defaults; listen window 2000, failure timeout 3000
 
@@ -95,3 +96,16 @@ def test_a_one_node_cluster_never_warns() -> None:
     node.fire(TimerId.LISTEN, 3000)
     assert node.role is Role.LEADER
     assert no_quorum_warnings(node) == []
+
+
+def test_a_leader_whose_lease_ran_out_never_reports_leading_even_before_its_next_step() -> None:
+    """A paused leader resumed after failure_timeout may answer HTTP (/leader) before its overdue lease
+    timer runs (found by `make soak`): the view at that moment must not say leader."""
+    node = leader()
+    backed = node.algorithm.view(node.now_ms)
+    assert backed.role is Role.LEADER and backed.leader_id == node.node_id
+    later_ms = node.now_ms + node.settings.failure_timeout_ms + 1  # no echo since: the lease ran out
+    stale = node.algorithm.view(later_ms)
+    assert stale.role is not Role.LEADER
+    assert stale.leader_id is None
+    assert stale.epoch == backed.epoch
