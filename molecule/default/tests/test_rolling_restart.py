@@ -181,9 +181,9 @@ def ansible_playbook() -> str:
     return str(beside) if beside.exists() else shutil.which("ansible-playbook") or "ansible-playbook"
 
 
-def run_rolling_restart(inventory: str) -> subprocess.CompletedProcess[str]:
+def run_playbook(playbook: Path, inventory: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [ansible_playbook(), str(PLAYBOOK), "-i", inventory],
+        [ansible_playbook(), str(playbook), "-i", inventory, *extra],
         cwd=PROJECT,
         capture_output=True,
         text=True,
@@ -197,6 +197,14 @@ def test_rolling_restart_keeps_exactly_one_leader(
 ) -> None:
     inventory = request.config.option.ansible_inventory
     assert inventory, "run with --ansible-inventory (molecule/shared/verify.yml passes the scenario's)"
+    restart_every_member_keeping_one_leader(faults, "rolling-restart", PLAYBOOK, inventory)
+
+
+def restart_every_member_keeping_one_leader(
+    faults: FaultCluster, name: str, playbook: Path, inventory: str, *extra: str
+) -> None:
+    """Run `playbook`, which must restart every member once, one at a time, the leader last, while a
+    thread polls /leader every 50 ms; judge the restarts (systemd's journal) and the polls."""
     before, _ = faults.wait(
         faults.agreement, faults.timers.leader_deadline_s, "one leader agreed by all nodes"
     )
@@ -211,24 +219,23 @@ def test_rolling_restart_keeps_exactly_one_leader(
         )
     assert first.leaders == [old_leader], first.describe()
 
-    started = faults.step(
-        f"ansible-playbook {PLAYBOOK.relative_to(PROJECT)} -i {inventory} (leader: {old_leader})"
-    )
+    shown = [arg.split("=", 1)[0] + "=***" if "secret=" in arg else arg for arg in extra]  # not in artifacts
+    command = " ".join([str(playbook.relative_to(PROJECT)), "-i", inventory, *shown])
+    started = faults.step(f"ansible-playbook {command} (leader: {old_leader})")
     with poller:
-        result = run_rolling_restart(inventory)
-    ended = faults.step(
-        f"rolling restart done: exit {result.returncode}, {len(poller.polls)} polls of /leader"
-    )
-    (faults.out_dir / "rolling-restart.log").write_text(result.stdout + result.stderr, encoding="utf-8")
+        result = run_playbook(playbook, inventory, *extra)
+    ended = faults.step(f"{name} done: exit {result.returncode}, {len(poller.polls)} polls of /leader")
+    (faults.out_dir / f"{name}.log").write_text(result.stdout + result.stderr, encoding="utf-8")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
     polls = poller.polls
     duration_s = ended - started
     intervals = sorted(b.at - a.at for a, b in itertools.pairwise(polls))
     median_interval_s = intervals[len(intervals) // 2] if intervals else float("inf")
-    faults.measure("rolling_restart_s", duration_s)
-    faults.measure("leader_poll_interval_median_s", median_interval_s)
-    faults.measure("leader_poll_interval_max_s", intervals[-1] if intervals else float("inf"))
+    key = name.replace("-", "_")
+    faults.measure(f"{key}_s", duration_s)
+    faults.measure(f"{key}_leader_poll_interval_median_s", median_interval_s)
+    faults.measure(f"{key}_leader_poll_interval_max_s", intervals[-1] if intervals else float("inf"))
     for poll in polls:
         if poll.took > 2 * POLL_S:  # a slow poll: the interval around it is observed less finely
             faults.step(f"slow poll, {poll.took * 1000:.0f} ms: {poll.describe()}")
