@@ -69,6 +69,7 @@ import select
 import shutil
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -1099,6 +1100,25 @@ def leaderless_gaps(rounds: list[Round], faults: list[Fault]) -> list[Gap]:
     return gaps
 
 
+def gaps_by_kind(gaps: list[Gap], faults: list[Fault]) -> dict[str, dict[str, float]]:
+    """Leaderless spans grouped by the last fault that started before each (an approximation when two
+    faults overlap): how many, median and longest, against how many faults of that kind there were."""
+    grouped: dict[str, list[float]] = defaultdict(list)
+    for gap in gaps:
+        before = [f for f in faults if f.start <= gap.start + 0.05]
+        grouped[before[-1].kind if before else "none"].append(gap.seconds)
+    injected = Counter(f.kind for f in faults)
+    return {
+        kind: {
+            "faults": injected.get(kind, 0),
+            "spans": len(spans),
+            "median_s": round(statistics.median(spans), 2),
+            "max_s": round(max(spans), 2),
+        }
+        for kind, spans in sorted(grouped.items())
+    }
+
+
 def _gap(start: float, end: float, faults: list[Fault]) -> Gap:
     active = [f for f in faults if f.start <= start and (f.end is None or f.end >= start - 0.5)]
     if not active:
@@ -1406,6 +1426,7 @@ def soak(args: argparse.Namespace) -> int:
             "leader_changes_polled": changes,
             "leader_changes_journal": journal["became_leader_in_soak"],
             "leaderless_spans": len(gaps),
+            "leaderless_by_last_fault": gaps_by_kind(gaps, nemesis.faults),
             "leaderless_spans_1s_or_more": sum(1 for g in gaps if g.seconds >= 1.0),
             "leaderless_total_s": round(sum(g.seconds for g in gaps), 1),
             "worst_leaderless_s": round(worst.seconds, 2) if worst else 0.0,
@@ -1508,6 +1529,15 @@ def markdown(r: dict[str, Any]) -> str:
         "| reason | count |",
         "| --- | ---: |",
         *(f"| {k} | {v} |" for k, v in sorted(r["peer_rejections_total"].items()) if v),
+        "",
+        "## Leaderless spans by the last fault that started before them",
+        "",
+        "| fault | injected | spans | median (s) | longest (s) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {k} | {v['faults']} | {v['spans']} | {v['median_s']} | {v['max_s']} |"
+            for k, v in r.get("leaderless_by_last_fault", {}).items()
+        ),
         "",
         "## Longest leaderless spans",
         "",
