@@ -1469,6 +1469,11 @@ def soak(args: argparse.Namespace) -> int:
     return EXIT_VIOLATION if failures else EXIT_OK
 
 
+def esc(text: str) -> str:
+    """A markdown table cell: fault kinds like partition-1|4 hold a pipe."""
+    return text.replace("|", "\\|")
+
+
 def markdown(r: dict[str, Any]) -> str:
     verdict = "PASS" if not r["failures"] else "FAIL: " + "; ".join(r["failures"])
     lines = [
@@ -1497,7 +1502,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"{r['leaderless_total_s']} s in all |",
         f"| worst leaderless time (polls) | {r['worst_leaderless_s']} s"
         + (
-            f", from {r['worst_leaderless']['start']}; causes: {'; '.join(r['worst_leaderless']['causes'])}"
+            f", from {r['worst_leaderless']['start']}; causes: "
+            + esc("; ".join(r["worst_leaderless"]["causes"]))
             if r["worst_leaderless"]
             else ""
         )
@@ -1518,7 +1524,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "| kind | count |",
         "| --- | ---: |",
-        *(f"| {k} | {v} |" for k, v in r["faults_by_kind"].items()),
+        *(f"| {esc(k)} | {v} |" for k, v in r["faults_by_kind"].items()),
         "",
         f"Forged connections: {r['forged_connections_by_kind']}. Replayed sessions: "
         f"{r['replayed_connections']} connections ({r['replay_answers']}), recorded sessions by sender: "
@@ -1535,7 +1541,7 @@ def markdown(r: dict[str, Any]) -> str:
         "| fault | injected | spans | median (s) | longest (s) |",
         "| --- | ---: | ---: | ---: | ---: |",
         *(
-            f"| {k} | {v['faults']} | {v['spans']} | {v['median_s']} | {v['max_s']} |"
+            f"| {esc(k)} | {v['faults']} | {v['spans']} | {v['median_s']} | {v['max_s']} |"
             for k, v in r.get("leaderless_by_last_fault", {}).items()
         ),
         "",
@@ -1543,7 +1549,10 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "| start | seconds | faults active (or the last one before) |",
         "| --- | ---: | --- |",
-        *(f"| {g['start']} | {g['seconds']} | {'; '.join(g['causes'])} |" for g in r["longest_leaderless"]),
+        *(
+            f"| {g['start']} | {g['seconds']} | {esc('; '.join(g['causes']))} |"
+            for g in r["longest_leaderless"]
+        ),
         "",
     ]
     if r["history"]["violations"]:
