@@ -24,9 +24,9 @@ from node.core.messages import Coordinator
 from node.sim.byzantine import WALK_CEILING, Epochs, Forger
 from node.sim.cli import reproduce_command
 from node.sim.nemesis import DEFAULT_NEMESES, NEMESES, OPT_IN_NEMESES
-from node.sim.runner import RunConfig, RunResult, build_world, run_seed, sweep
+from node.sim.runner import RunConfig, build_world, run_seed, sweep
 
-from .test_sweeps import JOBS
+from .test_sweeps import JOBS, describe_failures
 
 FORGING = ("byzantine-member", *DEFAULT_NEMESES)
 HONEST_VOTES = ("byzantine-member-honest-votes",)
@@ -40,16 +40,6 @@ SLOW = {"forging": 1_000, "honest-votes": 500}
 NEMESES_OF = {"forging": FORGING, "honest-votes": HONEST_VOTES}
 
 
-def _failures(results: list[RunResult]) -> str:
-    lines = []
-    for result in results:
-        for violation in result.violations:
-            lines.append(f"seed {result.config.seed}: {violation.describe()}")
-        if result.violations:
-            lines.append(f"  reproduce with: {reproduce_command(result.config)}")
-    return "\n".join(lines)
-
-
 def _sweep(algorithm: str, variant: str, seeds: int) -> None:
     configs = [RunConfig(algorithm, 5, seed, nemeses=NEMESES_OF[variant]) for seed in range(seeds)]
     results = sweep(configs, jobs=JOBS)
@@ -58,8 +48,8 @@ def _sweep(algorithm: str, variant: str, seeds: int) -> None:
     rules = {v.rule for r in results for v in r.violations}
     known = KNOWN_ISSUES.get((algorithm, variant), {})
     if rules and rules <= set(known):
-        pytest.xfail("; ".join(sorted({known[rule] for rule in rules})) + "\n" + _failures(results))
-    assert not rules, _failures(results)
+        pytest.xfail("; ".join(sorted({known[rule] for rule in rules})) + "\n" + describe_failures(results))
+    assert not rules, describe_failures(results)
 
 
 @pytest.mark.parametrize(

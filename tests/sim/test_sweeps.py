@@ -35,7 +35,8 @@ def _algorithms() -> list[object]:
     return out
 
 
-def _failures(results: list[RunResult]) -> str:
+def describe_failures(results: list[RunResult]) -> str:
+    """Each violation with its seed, and the command that reproduces the run (shared by the sweeps)."""
     lines = []
     for result in results:
         for violation in result.violations:
@@ -62,8 +63,9 @@ def _sweep(algorithm: str, nodes: int, timers: str, seeds: int) -> None:
     assert sum(r.leader_changes for r in results) >= seeds  # the runs did elect leaders
     rules = {v.rule for r in results for v in r.violations}
     if rules and rules <= set(KNOWN_ISSUES):
-        pytest.xfail("; ".join(KNOWN_ISSUES[rule] for rule in sorted(rules)) + "\n" + _failures(results))
-    assert not rules, _failures(results)
+        why = "; ".join(KNOWN_ISSUES[rule] for rule in sorted(rules))
+        pytest.xfail(why + "\n" + describe_failures(results))
+    assert not rules, describe_failures(results)
 
 
 @pytest.mark.parametrize(("nodes", "timers", "seeds"), FAST_CASES)
