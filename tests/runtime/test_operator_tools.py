@@ -1,4 +1,5 @@
-"""The operators' own tools against real loopback nodes: promtool on /metrics, HAProxy in front of /leader.
+"""The operators' own tools: promtool on live /metrics and on the shipped alert rules, HAProxy in front of
+/leader on real loopback nodes.
 
 The tools come from Debian (`prometheus` provides promtool, `haproxy`); .ci/run installs them. Outside CI
 a missing tool skips its test; under CI=true it fails, so CI can never pass without having run them.
@@ -18,11 +19,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .cluster import Cluster, free_port, http_get, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS_MD = REPO_ROOT / "docs" / "operations.md"
+ALERT_RULES = REPO_ROOT / "deploy" / "monitoring" / "leader-node.rules.yml"
+ALERT_RULES_TEST = REPO_ROOT / "tests" / "monitoring" / "leader-node.rules.test.yml"
+SCRAPE_EXAMPLE = REPO_ROOT / "deploy" / "monitoring" / "prometheus.yml"
 
 
 def require_tool(name: str, package: str) -> str:
@@ -92,6 +97,41 @@ def test_metrics_pass_promtool(make_cluster: Callable[..., Cluster]) -> None:
         # promtool prints lint problems (names, HELP, units) and exits 1 on any of them.
         assert check.returncode == 0, f"promtool check metrics on node {node_id}:\n{check.stdout.decode()}"
         assert check.stdout.decode().strip() == "" and check.stderr.decode().strip() == ""
+
+
+# -- alert rules ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("check", "rules", str(ALERT_RULES)),
+        ("check", "config", str(SCRAPE_EXAMPLE)),
+        ("test", "rules", str(ALERT_RULES_TEST)),
+    ],
+    ids=["check-rules", "check-scrape-example", "test-rules"],
+)
+def test_alert_rules_pass_promtool(args: tuple[str, ...]) -> None:
+    promtool = require_tool("promtool", "prometheus")
+    result = subprocess.run([promtool, *args], capture_output=True, timeout=120, check=False, cwd=REPO_ROOT)
+    output = result.stdout.decode() + result.stderr.decode()
+    assert result.returncode == 0, f"promtool {' '.join(args)}:\n{output}"
+
+
+def test_every_alert_is_tested_both_ways_and_documented() -> None:
+    """Each shipped alert has a promtool case where it fires and one where it stays quiet, and a row in
+    docs/operations.md."""
+    rules = yaml.safe_load(ALERT_RULES.read_text())
+    alerts = [rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+    assert len(alerts) == len(set(alerts)) >= 6, alerts
+    cases = yaml.safe_load(ALERT_RULES_TEST.read_text())
+    checks = [check for test in cases["tests"] for check in test.get("alert_rule_test", [])]
+    fires = {check["alertname"] for check in checks if check["exp_alerts"]}
+    stays_quiet = {check["alertname"] for check in checks if not check["exp_alerts"]}
+    assert fires == set(alerts), f"alerts without a firing case: {set(alerts) - fires}"
+    assert stays_quiet == set(alerts), f"alerts without a quiet case: {set(alerts) - stays_quiet}"
+    documented = OPERATIONS_MD.read_text()
+    assert [a for a in alerts if f"`{a}`" not in documented] == []
 
 
 # -- HAProxy ---------------------------------------------------------------------------------------------
