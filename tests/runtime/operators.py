@@ -190,6 +190,10 @@ class Prometheus:
         assert data["resultType"] == "matrix", data
         return [(dict(r["metric"]), [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]]
 
+    def rules(self) -> list[dict[str, Any]]:
+        """Every loaded rule, with its `name`, `health` and `lastError`."""
+        return [rule for group in self._api("rules")["groups"] for rule in group["rules"]]
+
     def alerts(self) -> list[dict[str, Any]]:
         """The active alerts (pending and firing): each with `labels`, `state`, `activeAt`."""
         alerts: list[dict[str, Any]] = self._api("alerts")["alerts"]
