@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from node.algorithms.base import EPOCH_MAX
-from node.core.actions import LogLevel
+from node.core.actions import EventName, LogLevel
 from node.core.state import StateCorruptError, load_state
 from node.runtime.config import ConfigError, load_config
 from node.runtime.journal import Journal
@@ -150,14 +150,14 @@ def _run(path: Path) -> int:
 
     journal = Journal(config.node_id)
     for warning in config.warnings:
-        journal.event("config_warning", f"{path}: {warning}", LogLevel.WARNING)
+        journal.event(EventName.CONFIG_WARNING, f"{path}: {warning}", LogLevel.WARNING)
     try:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         daemon = Daemon(config, journal, Notifier())
         return daemon.run()
     except StateFileError as exc:
-        journal.event("startup_failed", str(exc), LogLevel.ERROR)
+        journal.event(EventName.STARTUP_FAILED, str(exc), LogLevel.ERROR)
         return EXIT_STARTUP_FAILED
     except OSError as exc:  # port in use, state_dir not writable, ...
-        journal.event("startup_failed", f"cannot start: {exc}", LogLevel.ERROR)
+        journal.event(EventName.STARTUP_FAILED, f"cannot start: {exc}", LogLevel.ERROR)
         return EXIT_STARTUP_FAILED

@@ -54,6 +54,7 @@ from node.core.actions import (
     Action,
     Broadcast,
     CancelTimer,
+    EventName,
     Log,
     LogLevel,
     Persist,
@@ -304,7 +305,9 @@ class ElectionNode:
     def _emit(self, action: Action) -> None:
         self._out.append(action)
 
-    def _log(self, event: str, message: str, level: LogLevel = LogLevel.INFO, **fields: int | None) -> None:
+    def _log(
+        self, event: EventName, message: str, level: LogLevel = LogLevel.INFO, **fields: int | None
+    ) -> None:
         self._emit(
             Log(
                 event=event,
@@ -392,7 +395,7 @@ class ElectionNode:
     def _expire_peers(self) -> None:
         for peer_id in self._detector.expire(self._now_ms):
             self._log(
-                "peer_suspected",
+                EventName.PEER_SUSPECTED,
                 f"suspects peer {peer_id}: silent for {self.settings.failure_timeout_ms} ms",
                 LogLevel.WARNING,
                 peer_id=peer_id,
@@ -429,7 +432,7 @@ class ElectionNode:
     def _check_quorum(self) -> None:
         if self._is_leader and self._lease_supporters() < self.settings.quorum_size:
             self._log(
-                "quorum_lost",
+                EventName.QUORUM_LOST,
                 f"has no acknowledged support from a majority within {self.settings.failure_timeout_ms} ms "
                 f"(lease of epoch {self.epoch} ran out)",
                 LogLevel.WARNING,
@@ -444,7 +447,11 @@ class ElectionNode:
         if not has_quorum and (self._is_leader or self._leader_id is not None or self._electing()):
             reachable = self._reachable()
             # quorum_lost marks the loss of a leader (ours or our leadership); a candidate just gives up.
-            event = "quorum_lost" if self._is_leader or self._leader_id is not None else "election_abandoned"
+            event = (
+                EventName.QUORUM_LOST
+                if self._is_leader or self._leader_id is not None
+                else EventName.ELECTION_ABANDONED
+            )
             self._log(
                 event,
                 f"hears only {reachable} of {self.settings.cluster_size} nodes "
@@ -473,7 +480,7 @@ class ElectionNode:
         members: it does not declare itself leader, and says so."""
         self._no_quorum_warned_ms = self._now_ms
         self._log(
-            "no_quorum",
+            EventName.NO_QUORUM,
             f"hears only {self._reachable()} of {self.settings.cluster_size} nodes "
             f"(quorum {self.settings.quorum_size}) within {self.settings.failure_timeout_ms} ms: "
             "it does not run for leader",
@@ -484,7 +491,8 @@ class ElectionNode:
 
     def _on_start(self) -> None:
         self._log(
-            "started", f"started ({self.name}, epoch {self.epoch}, {self.settings.cluster_size} members)"
+            EventName.STARTED,
+            f"started ({self.name}, epoch {self.epoch}, {self.settings.cluster_size} members)",
         )
         # Before this start it may have echoed a leader's stamps (a node without a state file may have
         # lost one): no vote until that lease is over, unless it learns that no leader ever existed.
@@ -497,7 +505,7 @@ class ElectionNode:
                 quorum_size=self.settings.quorum_size,
             )
             self._log(
-                "catch_up_started",
+                EventName.CATCH_UP_STARTED,
                 "has no state from before this start (a new node, or its state was lost): it votes for "
                 "nobody until the other members tell it an epoch above any promise it may have made",
                 LogLevel.NOTICE,
@@ -534,7 +542,9 @@ class ElectionNode:
         sender = message.sender
         if sender not in self._detector.peer_ids or sender == self.node_id:
             self._log(
-                "message_rejected", f"ignores {message.type} from non-member {sender}", LogLevel.WARNING
+                EventName.MESSAGE_REJECTED,
+                f"ignores {message.type} from non-member {sender}",
+                LogLevel.WARNING,
             )
             return
         claimed = max(message.epoch, message.known_epoch if isinstance(message, Promise) else 0)
@@ -542,7 +552,7 @@ class ElectionNode:
             # Honest epochs grow by a few per election: one this far ahead is a forged or corrupt frame,
             # and accepting it could walk every node's epoch to where the next one cannot be written.
             self._log(
-                "message_rejected",
+                EventName.MESSAGE_REJECTED,
                 f"rejects {message.type} from node {sender}: epoch {claimed} is implausibly far above ours",
                 LogLevel.WARNING,
                 peer_id=sender,
@@ -550,7 +560,7 @@ class ElectionNode:
             return
         self._learn_epoch(_epoch_held_by_sender(message))
         if self._detector.heard(sender, self._now_ms):
-            self._log("peer_recovered", f"hears peer {sender} again", LogLevel.NOTICE, peer_id=sender)
+            self._log(EventName.PEER_RECOVERED, f"hears peer {sender} again", LogLevel.NOTICE, peer_id=sender)
             self._send(sender, self._heartbeat())  # a rejoining peer learns the leader at once
         handler = self.handlers.get(message.type)
         if handler is not None:
@@ -591,7 +601,9 @@ class ElectionNode:
         if self._is_leader:
             self._broadcast(Resign(sender=self.node_id, epoch=self.epoch))
             self._log(
-                "resigned", f"resigns leadership of epoch {self.epoch} (shutting down)", LogLevel.NOTICE
+                EventName.RESIGNED,
+                f"resigns leadership of epoch {self.epoch} (shutting down)",
+                LogLevel.NOTICE,
             )
             self._leader_id = None
         self._publish()  # also announces a step-down made earlier in this step (quorum lost)
@@ -609,7 +621,7 @@ class ElectionNode:
         if self._catch_up is not None or self._in_startup_blackout() or self._owes_lease():
             self._set_timer(TimerId.LISTEN, self._listen_ms())
             return
-        self._log("election_started", f"starts an election: {reason}")
+        self._log(EventName.ELECTION_STARTED, f"starts an election: {reason}")
         if self._handoff_from is not None and self._defer_to_successor():
             return
         self._start_election()
@@ -630,14 +642,16 @@ class ElectionNode:
     def _leader_lost(self, reason: str) -> None:
         if self._leader_id is None:
             return
-        self._log("leader_lost", reason, LogLevel.WARNING)
+        self._log(EventName.LEADER_LOST, reason, LogLevel.WARNING)
         self._leader_id = None
         self._begin_election(reason)
 
     def _step_down(self, reason: str) -> None:
         if not self._is_leader:
             return
-        self._log("stepped_down", f"steps down as leader of epoch {self.epoch}: {reason}", LogLevel.WARNING)
+        self._log(
+            EventName.STEPPED_DOWN, f"steps down as leader of epoch {self.epoch}: {reason}", LogLevel.WARNING
+        )
         self._leader_id = None
 
     def _seek_confirmation(self, epoch: int, initiator: int) -> None:
@@ -688,7 +702,7 @@ class ElectionNode:
         self._leader_id = self.node_id
         self._failed_attempts = 0
         self._lease.begin(leases)
-        self._log("became_leader", f"became leader of epoch {epoch}", LogLevel.NOTICE)
+        self._log(EventName.BECAME_LEADER, f"became leader of epoch {epoch}", LogLevel.NOTICE)
         self._announce_leadership(epoch)
 
     def _accept_leader(self, leader_id: int, epoch: int) -> None:
@@ -704,7 +718,9 @@ class ElectionNode:
         self._blackout.end_on_accepting(leader_id, self._now_ms, self._owed)
         if self._leader_id != leader_id:
             self._leader_id = leader_id
-            self._log("leader_accepted", f"follows leader {leader_id} of epoch {epoch}", LogLevel.NOTICE)
+            self._log(
+                EventName.LEADER_ACCEPTED, f"follows leader {leader_id} of epoch {epoch}", LogLevel.NOTICE
+            )
 
     def _abandon_election(self) -> None:
         self._proposal = None
@@ -800,7 +816,7 @@ class ElectionNode:
         incumbent")."""
         epoch = self._epoch_above(max(self.epoch, self._highest_epoch_seen))
         self._log(
-            "reelection_started",
+            EventName.REELECTION_STARTED,
             f"leaves epoch {self.epoch} and runs again for epoch {epoch} as its incumbent leader: {reason}",
             LogLevel.NOTICE,
         )
@@ -818,7 +834,9 @@ class ElectionNode:
         # Jitter first, then the cap: no retry ever waits longer than backoff_cap_ms (election_timeout).
         uncapped_ms = self.settings.backoff_base_ms * 2 ** min(self._failed_attempts - 1, 16)
         delay_ms = max(1, min(self.settings.backoff_cap_ms, int(uncapped_ms * (0.5 + self._rng.random()))))
-        self._log("election_failed", f"does not lead: {reason}; retries in {delay_ms} ms", LogLevel.WARNING)
+        self._log(
+            EventName.ELECTION_FAILED, f"does not lead: {reason}; retries in {delay_ms} ms", LogLevel.WARNING
+        )
         self._backoff_pending = True
         self._set_timer(TimerId.BACKOFF, delay_ms)
 
@@ -968,7 +986,7 @@ class ElectionNode:
             voted_for = self._durable.voted_for if epoch == self.epoch else None
             self._persist(DurableState(epoch, voted_for))
         self._log(
-            "catch_up_finished",
+            EventName.CATCH_UP_FINISHED,
             f"learned epoch {floor} from {len(catch_up.answers)} of {len(catch_up.peer_ids)} members: "
             f"votes again, above epoch {epoch}",
             LogLevel.NOTICE,
@@ -1047,12 +1065,14 @@ class ElectionNode:
             return
         if leader_id not in self._detector.peer_ids:
             self._log(
-                "message_rejected", f"ignores a leader claim for non-member {leader_id}", LogLevel.WARNING
+                EventName.MESSAGE_REJECTED,
+                f"ignores a leader claim for non-member {leader_id}",
+                LogLevel.WARNING,
             )
             return
         if epoch < self.epoch:
             self._log(
-                "message_rejected",
+                EventName.MESSAGE_REJECTED,
                 f"rejects node {leader_id} as leader: its epoch {epoch} is below ours {self.epoch}",
                 LogLevel.WARNING,
                 peer_id=via,
@@ -1065,7 +1085,7 @@ class ElectionNode:
             # We hold a majority of promises for this epoch, so the claim is false: a buggy or hostile
             # member. Reject it; a remote frame never ends this node (or its office).
             self._log(
-                "message_rejected",
+                EventName.MESSAGE_REJECTED,
                 f"rejects node {leader_id}'s claim to lead epoch {epoch}, which this node leads",
                 LogLevel.WARNING,
                 peer_id=via,
@@ -1085,7 +1105,7 @@ class ElectionNode:
         self._detector.hint_unreachable(message.sender)
         if message.sender == self._leader_id and message.epoch == self.epoch:
             reason = f"leader {message.sender} resigned epoch {message.epoch}"
-            self._log("leader_lost", reason, LogLevel.NOTICE)
+            self._log(EventName.LEADER_LOST, reason, LogLevel.NOTICE)
             self._leader_id = None
             self._abandon_election()
             self._handoff_from = message.sender

@@ -9,7 +9,7 @@ promises from a majority for a fresh epoch (base.ElectionNode._propose) before i
 from __future__ import annotations
 
 from node.algorithms.base import ElectionNode, Phase
-from node.core.actions import LogLevel
+from node.core.actions import EventName, LogLevel
 from node.core.events import TimerId
 from node.core.messages import Coordinator, Election, MsgType, Ok
 from node.core.protocol import RandomSource
@@ -54,7 +54,9 @@ class Bully(ElectionNode):
 
     def _on_algorithm_timer(self, timer: TimerId) -> None:
         if timer is TimerId.ELECTION and self.phase is Phase.AWAIT_OK:
-            self._log("election_timeout", "heard no OK from a higher id: runs for leader", LogLevel.INFO)
+            self._log(
+                EventName.ELECTION_TIMEOUT, "heard no OK from a higher id: runs for leader", LogLevel.INFO
+            )
             self._leave_phase()  # the timer fired: nothing to cancel
             self._propose()
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from node.algorithms.base import ElectionNode, Phase
-from node.core.actions import LogLevel
+from node.core.actions import EventName, LogLevel
 from node.core.events import TimerId
 from node.core.messages import Coordinator, Election, MsgType, Promise
 from node.core.protocol import RandomSource
@@ -154,7 +154,7 @@ class Ring(ElectionNode):
         hop = self.next_hop(sent.message)
         if hop is not None and hop != peer_id:
             self._log(
-                "ring_repaired",
+                EventName.RING_REPAIRED,
                 f"passes the {sent.message.type} of epoch {sent.message.epoch} to node {hop}: "
                 f"node {peer_id} is unreachable",
                 peer_id=peer_id,
@@ -183,7 +183,9 @@ class Ring(ElectionNode):
                 return
             # Short of a majority because a node on the way could not see nodes that we can see.
             self._log(
-                "ring_repaired", f"passes its token on to node {hop}, which the ring skipped", peer_id=hop
+                EventName.RING_REPAIRED,
+                f"passes its token on to node {hop}, which the ring skipped",
+                peer_id=hop,
             )
             self._pass_on(replace(token, sender=self.node_id))
             return
@@ -191,7 +193,7 @@ class Ring(ElectionNode):
         if seen or (token.epoch, token.initiator) == self._relayed_token:
             return  # a copy (network duplicate, or a resend after a repair): the first one went on
         if not self._well_formed(token):
-            self._log("message_rejected", f"drops a malformed token {token}", LogLevel.WARNING)
+            self._log(EventName.MESSAGE_REJECTED, f"drops a malformed token {token}", LogLevel.WARNING)
             return
         if not self._may_vote(token.initiator, token.epoch, pre_vote=False):
             self._refuse(token)
@@ -201,7 +203,7 @@ class Ring(ElectionNode):
             return
         if self.phase is Phase.AWAIT_TOKEN:
             self._log(
-                "election_absorbed",
+                EventName.ELECTION_ABSORBED,
                 f"gives up its election of epoch {self._token_epoch} for node {token.initiator}'s "
                 f"higher epoch {token.epoch}",
             )
@@ -214,7 +216,7 @@ class Ring(ElectionNode):
         """We may not vote yet, but the others may: pass the token on without our id (a refusal here
         would kill the round, and with it every vote still to come). Nothing is promised or persisted."""
         self._log(
-            "election_abstained",
+            EventName.ELECTION_ABSTAINED,
             f"passes node {token.initiator}'s ring election of epoch {token.epoch} on without voting "
             f"({'start-up blackout' if self._in_startup_blackout() else 'still backing a lease'})",
             peer_id=token.initiator,
@@ -235,7 +237,7 @@ class Ring(ElectionNode):
 
     def _refuse(self, token: Election) -> None:
         self._log(
-            "message_rejected",
+            EventName.MESSAGE_REJECTED,
             f"refuses epoch {token.epoch} to node {token.initiator}'s ring election (own epoch {self.epoch})",
             peer_id=token.initiator,
         )
@@ -261,7 +263,7 @@ class Ring(ElectionNode):
             )
             return
         winner = max(token.ids)
-        self._log("election_decided", f"ring election of epoch {token.epoch} chose node {winner}")
+        self._log(EventName.ELECTION_DECIDED, f"ring election of epoch {token.epoch} chose node {winner}")
         if winner == self.node_id:
             self._seek_confirmation(token.epoch, self.node_id)
             return
@@ -276,7 +278,9 @@ class Ring(ElectionNode):
             return  # a copy, or the round came back
         if not {message.leader_id, message.initiator} <= set(self.ring):
             self._log(
-                "message_rejected", f"drops a COORDINATOR naming non-members: {message}", LogLevel.WARNING
+                EventName.MESSAGE_REJECTED,
+                f"drops a COORDINATOR naming non-members: {message}",
+                LogLevel.WARNING,
             )
             return
         if message.leader_id == self.node_id:
@@ -299,7 +303,7 @@ class Ring(ElectionNode):
             or not self._quorum_reachable()
         ):
             self._log(
-                "message_rejected",
+                EventName.MESSAGE_REJECTED,
                 f"does not lead epoch {message.epoch} for node {message.initiator}'s election (told by node "
                 f"{message.sender}): its promise is {self._durable}, {self._reachable()} of "
                 f"{self.settings.cluster_size} reachable",

@@ -21,6 +21,45 @@ class Role(StrEnum):
     NO_QUORUM = "no-quorum"
 
 
+class EventName(StrEnum):
+    """Every journal `EVENT` value: one name per thing a node reports (docs/operations.md, "Events").
+    The algorithms, the runtime, metrics, the history checkers, the timeline and the simulator all use
+    these; a `str`, so an EVENT parsed from a journal compares equal to its member."""
+
+    # From the runtime.
+    LISTENING = "listening"
+    CONFIG_WARNING = "config_warning"
+    STOPPING = "stopping"
+    CONFIG_RELOADED = "config_reloaded"
+    RELOAD_REJECTED = "reload_rejected"
+    RELOAD_NEEDS_RESTART = "reload_needs_restart"
+    CRASHED = "crashed"
+    STARTUP_FAILED = "startup_failed"
+    # From the algorithms (MESSAGE_REJECTED from both).
+    MESSAGE_REJECTED = "message_rejected"
+    STARTED = "started"
+    PEER_RECOVERED = "peer_recovered"
+    PEER_SUSPECTED = "peer_suspected"
+    ELECTION_STARTED = "election_started"
+    ELECTION_TIMEOUT = "election_timeout"
+    ELECTION_DECIDED = "election_decided"
+    ELECTION_ABSORBED = "election_absorbed"
+    ELECTION_ABSTAINED = "election_abstained"
+    RING_REPAIRED = "ring_repaired"
+    ELECTION_FAILED = "election_failed"
+    ELECTION_ABANDONED = "election_abandoned"
+    BECAME_LEADER = "became_leader"
+    LEADER_ACCEPTED = "leader_accepted"
+    LEADER_LOST = "leader_lost"
+    STEPPED_DOWN = "stepped_down"
+    CATCH_UP_STARTED = "catch_up_started"
+    CATCH_UP_FINISHED = "catch_up_finished"
+    REELECTION_STARTED = "reelection_started"
+    QUORUM_LOST = "quorum_lost"
+    NO_QUORUM = "no_quorum"
+    RESIGNED = "resigned"
+
+
 class LogLevel(IntEnum):  # syslog priorities, as journald wants them
     ERROR = 3
     WARNING = 4
@@ -71,7 +110,7 @@ class RoleChanged:
 class Log:
     """One journal entry. `event` is the EVENT field; the others map to PEER_ID, EPOCH, LEADER_ID."""
 
-    event: str
+    event: EventName
     message: str
     level: LogLevel = LogLevel.INFO
     peer_id: int | None = None

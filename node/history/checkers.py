@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from node.core.actions import EventName
 from node.history.model import HistoryEvent, ordered
 
-BECAME_LEADER = "became_leader"
+BECAME_LEADER = EventName.BECAME_LEADER
 
 # The EPOCH field of every event is the logging node's own epoch at that moment (the highest it has
 # promised or accepted): the algorithms' log helper fills it in, and the runtime's own lines
@@ -72,7 +73,7 @@ def check_epochs_monotonic(events: Iterable[HistoryEvent]) -> list[HistoryViolat
             HistoryViolation(
                 "epochs-monotonic",
                 f"node {event.node_id} went back from epoch {previous.epoch} to {event.epoch}"
-                + (" across a restart" if event.event == "started" else ""),
+                + (" across a restart" if event.event == EventName.STARTED else ""),
                 (previous, event),
             )
         )
@@ -81,11 +82,11 @@ def check_epochs_monotonic(events: Iterable[HistoryEvent]) -> list[HistoryViolat
         if event.event in FOREIGN_EPOCH_EVENTS or event.epoch is None:
             continue
         pending = lost_state.pop(event.node_id, None)
-        if pending is not None and not (event.event == "catch_up_started" and event.epoch == 0):
+        if pending is not None and not (event.event == EventName.CATCH_UP_STARTED and event.epoch == 0):
             went_back(*pending)
         previous = highest.get(event.node_id)
         if previous is not None and previous.epoch is not None and event.epoch < previous.epoch:
-            if event.event == "started" and event.epoch == 0:
+            if event.event == EventName.STARTED and event.epoch == 0:
                 lost_state[event.node_id] = (previous, event)
                 highest[event.node_id] = event
                 continue

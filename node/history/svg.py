@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape
 
+from node.core.actions import EventName
 from node.history.model import HistoryEvent, HistoryParseError, ordered
 from node.history.timeline import Term, build_timeline
 
@@ -60,14 +61,28 @@ NO_QUORUM_COLOUR = "#d62728"
 DOWN_COLOUR = "#bdbdbd"
 
 FOLLOW_ENDS = frozenset(
-    {"leader_lost", "quorum_lost", "election_abandoned", "stopping", "crashed", "started"}
+    {
+        EventName.LEADER_LOST,
+        EventName.QUORUM_LOST,
+        EventName.ELECTION_ABANDONED,
+        EventName.STOPPING,
+        EventName.CRASHED,
+        EventName.STARTED,
+    }
 )
-NO_QUORUM_STARTS = frozenset({"quorum_lost", "election_abandoned"})
+NO_QUORUM_STARTS = frozenset({EventName.QUORUM_LOST, EventName.ELECTION_ABANDONED})
 NO_QUORUM_ENDS = frozenset(
-    {"became_leader", "leader_accepted", "stopping", "crashed", "started", "listening"}
+    {
+        EventName.BECAME_LEADER,
+        EventName.LEADER_ACCEPTED,
+        EventName.STOPPING,
+        EventName.CRASHED,
+        EventName.STARTED,
+        EventName.LISTENING,
+    }
 )
-DOWN_STARTS = frozenset({"stopping", "crashed"})
-DOWN_ENDS = frozenset({"listening", "started"})
+DOWN_STARTS = frozenset({EventName.STOPPING, EventName.CRASHED})
+DOWN_ENDS = frozenset({EventName.LISTENING, EventName.STARTED})
 
 _STEP_LINE = re.compile(r"^\s*\S+\s+(\d{1,16})\s+(.*?)\s*$")
 _NODE_REF = re.compile(r"\bnode (\d+)\b")
@@ -195,7 +210,11 @@ def _lane_spans(events: list[HistoryEvent], terms: list[Term], end_ms: int) -> l
     for term in terms:
         by_key.setdefault((term.epoch, term.leader_id), term)  # as build_timeline: the first such term
     for index, accepted in enumerate(events):
-        if accepted.event != "leader_accepted" or accepted.epoch is None or accepted.leader_id is None:
+        if (
+            accepted.event != EventName.LEADER_ACCEPTED
+            or accepted.epoch is None
+            or accepted.leader_id is None
+        ):
             continue
         key = (accepted.epoch, accepted.leader_id)
         led = by_key.get(key)
@@ -205,8 +224,8 @@ def _lane_spans(events: list[HistoryEvent], terms: list[Term], end_ms: int) -> l
                 break
             if event.node_id != accepted.node_id:
                 continue
-            other_leader = event.event == "leader_accepted" and (event.epoch, event.leader_id) != key
-            if event.event in FOLLOW_ENDS or event.event == "became_leader" or other_leader:
+            other_leader = event.event == EventName.LEADER_ACCEPTED and (event.epoch, event.leader_id) != key
+            if event.event in FOLLOW_ENDS or event.event == EventName.BECAME_LEADER or other_leader:
                 until = event.time_ms
                 break
         spans.append(
@@ -363,7 +382,7 @@ def render_svg(events: list[HistoryEvent], steps: list[Step] | None = None, titl
 
     epochs = sorted(
         {term.epoch for term in terms}
-        | {e.epoch for e in history if e.event == "leader_accepted" and e.epoch is not None}
+        | {e.epoch for e in history if e.event == EventName.LEADER_ACCEPTED and e.epoch is not None}
     )
     colour = {epoch: PALETTE[index % len(PALETTE)] for index, epoch in enumerate(epochs)}
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from node.core.actions import EventName
 from node.history.model import HistoryEvent, ordered
 
-END_EVENTS = frozenset({"stepped_down", "quorum_lost", "reelection_started", "stopping"})
+END_EVENTS = frozenset(
+    {EventName.STEPPED_DOWN, EventName.QUORUM_LOST, EventName.REELECTION_STARTED, EventName.STOPPING}
+)
 
 
 @dataclass(slots=True)
@@ -47,14 +50,18 @@ def build_timeline(events: Iterable[HistoryEvent]) -> list[Term]:
         current = open_term.get(event.node_id)
         if current is not None and _ends(current, event):
             current.end_ms = event.time_ms
-            current.end_reason = event.event if event.event != "became_leader" else "new epoch"
+            current.end_reason = event.event if event.event != EventName.BECAME_LEADER else "new epoch"
             del open_term[event.node_id]
-        if event.event == "became_leader" and event.epoch is not None:
+        if event.event == EventName.BECAME_LEADER and event.epoch is not None:
             term = Term(event.epoch, event.node_id, event.time_ms)
             terms.append(term)
             by_key.setdefault((event.epoch, event.node_id), term)
             open_term[event.node_id] = term
-        elif event.event == "leader_accepted" and event.epoch is not None and event.leader_id is not None:
+        elif (
+            event.event == EventName.LEADER_ACCEPTED
+            and event.epoch is not None
+            and event.leader_id is not None
+        ):
             accepted = by_key.get((event.epoch, event.leader_id))
             if accepted is None:
                 early_accepts.append(event)  # logged before the leader's own line (clock skew, delay)
@@ -69,7 +76,7 @@ def build_timeline(events: Iterable[HistoryEvent]) -> list[Term]:
 
 
 def _ends(term: Term, event: HistoryEvent) -> bool:
-    if event.event in END_EVENTS or event.event == "started":
+    if event.event in END_EVENTS or event.event == EventName.STARTED:
         return True
     return event.epoch is not None and event.epoch > term.epoch
 

@@ -30,6 +30,7 @@ from node.core.actions import (
     Action,
     Broadcast,
     CancelTimer,
+    EventName,
     Log,
     LogLevel,
     Persist,
@@ -172,7 +173,7 @@ class Daemon:
         self._signal_handlers.append(gevent.signal_handler(signal.SIGHUP, self.reload))
         # The algorithm logs `started` on its Start event; this line is the runtime's half: where it listens.
         self.journal.event(
-            "listening",
+            EventName.LISTENING,
             f"node {self.config.node_id} ({self.config.algorithm}) listening on {self.config.listen}, "
             f"http on {self.config.http_listen}, epoch {self._initial_epoch} from {self.state_file.path}",
             EPOCH=self._initial_epoch,
@@ -208,7 +209,7 @@ class Daemon:
             return
         reason = repr(greenlet.exception) if greenlet.exception is not None else "returned unexpectedly"
         self.journal.event(
-            "crashed",
+            EventName.CRASHED,
             f"critical greenlet {greenlet.name} died: {reason}; exiting so that systemd restarts the node",
             LogLevel.ERROR,
             EPOCH=self._epoch(),
@@ -232,7 +233,7 @@ class Daemon:
             keyring = keyring_of(new)
         except (ConfigError, ValueError) as exc:
             self.journal.event(
-                "reload_rejected",
+                EventName.RELOAD_REJECTED,
                 f"node {self.config.node_id} keeps its running configuration: {exc}",
                 LogLevel.WARNING,
                 REASON=str(exc),
@@ -251,7 +252,7 @@ class Daemon:
         self.transport.keyring = keyring
         self.config = dataclasses.replace(old, secret=new.secret, previous_secret=new.previous_secret)
         self.journal.event(
-            "config_reloaded",
+            EventName.CONFIG_RELOADED,
             f"node {old.node_id} reloaded {old.path}: "
             f"{'changed ' + ', '.join(changed) if changed else 'no reloadable change'}; "
             f"key ids {', '.join(keyring.ids)} (current first)",
@@ -263,7 +264,7 @@ class Daemon:
         restart_keys = restart_only_changes(old, new)
         if restart_keys:
             self.journal.event(
-                "reload_needs_restart",
+                EventName.RELOAD_NEEDS_RESTART,
                 f"node {old.node_id}: {', '.join(restart_keys)} changed in {old.path}; a reload does not "
                 "apply them, they take effect at the next restart (a leader hands off)",
                 LogLevel.WARNING,
@@ -282,7 +283,10 @@ class Daemon:
         self._stopping = True
         self.notifier.stopping()
         self.journal.event(
-            "stopping", f"node {self.config.node_id} stopping (SIGTERM)", LogLevel.NOTICE, EPOCH=self._epoch()
+            EventName.STOPPING,
+            f"node {self.config.node_id} stopping (SIGTERM)",
+            LogLevel.NOTICE,
+            EPOCH=self._epoch(),
         )
         self._execute(self.algorithm.step(ShutdownRequested(monotonic_ms())))
         self.transport.flush(SHUTDOWN_FLUSH_MS)
@@ -378,7 +382,7 @@ class Daemon:
             more = f" ({suppressed} more from this host suppressed)" if suppressed else ""
             more += f" ({suppressed_all} more from all hosts suppressed)" if suppressed_all else ""
             self.journal.event(
-                "message_rejected",
+                EventName.MESSAGE_REJECTED,
                 f"{reason}{more}",
                 LogLevel.WARNING,
                 REMOTE=remote,

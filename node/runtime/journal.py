@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TextIO
 
-from node.core.actions import LogLevel
+from node.core.actions import EventName, LogLevel
 
 JOURNAL_SOCKET_PATH = "/run/systemd/journal/socket"
 SYSLOG_IDENTIFIER = "leader-node"
@@ -31,15 +31,15 @@ FieldValue = str | int | None
 # A fixed MESSAGE_ID per key event, like systemd's catalog ids (sd-id128: 32 lowercase hex digits): one
 # stable key to alert on or to attach a catalog entry to (`journalctl MESSAGE_ID=...`). Generated once;
 # never change one (queries and alerts in the field use them). docs/operations.md lists them.
-MESSAGE_IDS: Mapping[str, str] = {
-    "became_leader": "eac7beebbb8c41409fd5a31e7e1c607c",
-    "stepped_down": "cbb7949aaa1646f09ceac3ed1c1dba69",
-    "quorum_lost": "85b744da6e6e4e7cbb8ea0542cc2ae8a",
-    "leader_accepted": "b796cb9c1c404f2f84b4431f7f5ce185",
-    "reelection_started": "d69a27db855e440aad98cc36e2027642",
-    "resigned": "ac0322822f2e4e61afb5fc1e2a334579",
-    "stopping": "f79df68cbf7742e1891b090f65ada790",
-    "crashed": "3db692bb9c9347089372429fa3529275",
+MESSAGE_IDS: Mapping[EventName, str] = {
+    EventName.BECAME_LEADER: "eac7beebbb8c41409fd5a31e7e1c607c",
+    EventName.STEPPED_DOWN: "cbb7949aaa1646f09ceac3ed1c1dba69",
+    EventName.QUORUM_LOST: "85b744da6e6e4e7cbb8ea0542cc2ae8a",
+    EventName.LEADER_ACCEPTED: "b796cb9c1c404f2f84b4431f7f5ce185",
+    EventName.REELECTION_STARTED: "d69a27db855e440aad98cc36e2027642",
+    EventName.RESIGNED: "ac0322822f2e4e61afb5fc1e2a334579",
+    EventName.STOPPING: "f79df68cbf7742e1891b090f65ada790",
+    EventName.CRASHED: "3db692bb9c9347089372429fa3529275",
 }
 
 
@@ -97,12 +97,14 @@ class Journal:
     def native(self) -> bool:
         return self._socket is not None
 
-    def event(self, event: str, message: str, level: LogLevel = LogLevel.INFO, **extra: FieldValue) -> None:
+    def event(
+        self, event: EventName, message: str, level: LogLevel = LogLevel.INFO, **extra: FieldValue
+    ) -> None:
         """Record one event. `extra` keys are journal fields (PEER_ID=3, EPOCH=7); None is left out."""
         fields: dict[str, str] = {
             "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER,
             "PRIORITY": str(int(level)),
-            "EVENT": event,
+            "EVENT": str(event),
         }
         message_id = MESSAGE_IDS.get(event)
         if message_id is not None:

@@ -16,14 +16,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from node.core.actions import Role, RoleChanged
+from node.core.actions import EventName, Role, RoleChanged
 from node.core.detector import PeerState
 from node.core.messages import MsgType
 from node.core.session import REASONS
 from node.core.view import NodeView
 from node.version import package_version
 
-ELECTION_STARTED_EVENT = "election_started"
+ELECTION_STARTED_EVENT = EventName.ELECTION_STARTED
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Every label value of leader_node_peer_rejections_total, exported from the start (0 until it happens).
 INBOUND_REJECTION_REASONS = (

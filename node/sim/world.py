@@ -18,7 +18,18 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from node.core.actions import Action, Broadcast, CancelTimer, Log, Persist, Role, RoleChanged, Send, SetTimer
+from node.core.actions import (
+    Action,
+    Broadcast,
+    CancelTimer,
+    EventName,
+    Log,
+    Persist,
+    Role,
+    RoleChanged,
+    Send,
+    SetTimer,
+)
 from node.core.events import Event, MessageReceived, PeerUnreachable, ShutdownRequested, Start, TimerFired
 from node.core.messages import Coordinator, Heartbeat, Message
 from node.core.protocol import Algorithm
@@ -244,9 +255,9 @@ class World:
             self.now_ms, node_id, log.event, log.epoch, log.leader_id, log.peer_id, log.message, "sim"
         )
         self.trace.record(event)
-        if log.event == "election_started":
+        if log.event == EventName.ELECTION_STARTED:
             self.elections += 1
-        elif log.event == "became_leader" and log.epoch is not None:
+        elif log.event == EventName.BECAME_LEADER and log.epoch is not None:
             self.safety.on_leader(self.now_ms, node_id, log.epoch)
         if self.on_log is not None:
             self.on_log(event)  # a scenario may strike right here, before the step's next action
@@ -361,7 +372,9 @@ class World:
             self.crash(node_id)
             return
         self.log(f"n{node_id} stop")
-        self.trace.record(HistoryEvent(self.now_ms, node_id, "stopping", message="SIGTERM", source="sim"))
+        self.trace.record(
+            HistoryEvent(self.now_ms, node_id, EventName.STOPPING, message="SIGTERM", source="sim")
+        )
         self._step(node, ShutdownRequested(self.now_ms))
         incarnation = node.incarnation
         exit_ms = self.now_ms + self.rng.randint(*EXIT_DELAY_MS)

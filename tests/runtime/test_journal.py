@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from node.core.actions import LogLevel
+from node.core.actions import EventName, LogLevel
 from node.history.model import parse_journal_entry
 from node.runtime.journal import MESSAGE_IDS, Journal, RateLimiter, encode_native, format_line
 
@@ -120,6 +120,18 @@ def test_rate_limiter_one_per_interval_per_key_and_counts_the_rest() -> None:
     assert limiter.allow("a", 1000) == (True, 2)
     assert limiter.allow("c", 1000) == (True, 0)  # over max_keys: old keys are forgotten, not grown
     assert limiter.allow("b", 1001) == (True, 0)
+
+
+OPERATIONS_MD = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+
+
+def test_every_event_name_is_documented_once_and_every_documented_one_exists() -> None:
+    """The two EVENT tables of docs/operations.md ("Events": the runtime's, the algorithms') list exactly
+    the members of EventName, `message_rejected` in both (both emit it)."""
+    section = OPERATIONS_MD.read_text().split("### Events", 1)[1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE)
+    assert sorted(set(rows)) == sorted(name.value for name in EventName)
+    assert [name for name in set(rows) if rows.count(name) > 1] == [EventName.MESSAGE_REJECTED]
 
 
 def test_key_events_carry_a_fixed_message_id(
