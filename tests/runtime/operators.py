@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -88,6 +89,10 @@ class HAProxy:
             "    retries 0\n"
             "frontend leader_front\n"
             f"    bind 127.0.0.1:{self.port}\n"
+            # One log line (timings, termination state) for each request not answered 200 by a node.
+            "    log stderr format short local0 info\n"
+            "    option httplog\n"
+            "    http-response set-log-level silent if { status 200 }\n"
             "    default_backend leader_only\n"
             "backend leader_only\n"
             f"{backend}\n{server_lines}\n"
@@ -213,14 +218,15 @@ class Switch:
     old_leader: int
     new_leader: int
     switch_s: float  # from the kill to the first request served by the new leader
-    served: int  # requests answered by a node (the rest HAProxy answered itself: no server up)
+    served: int  # requests answered by a node
     requests: int
+    cut: int  # requests HAProxy closed without an answer (in flight on the killed leader)
 
     def describe(self) -> str:
         return (
             f"leader {self.old_leader} killed, leader {self.new_leader} served after "
             f"{self.switch_s * 1000:.0f} ms; {self.served} of {self.requests} requests answered by a node, "
-            "every one by the leader"
+            f"every one by the leader; {self.cut} cut without an answer, the rest answered 502-504 by HAProxy"
         )
 
 
@@ -238,15 +244,20 @@ def kill_through(proxy: HAProxy, leader_id: int, kill: Callable[[], object], tim
     """Requests through HAProxy back to back: one second of them, then `kill()` of leader `leader_id`,
     until a new leader answers, then two more seconds. Every request a node answered was answered by the
     node leading at that moment (the old leader before the kill, the new one from the switch on), and
-    HAProxy itself answered only 502-504 (no server up, or a connection cut by the kill)."""
-    answers: list[tuple[float, int, dict[str, Any] | None]] = []
+    HAProxy itself answered only 502-504 (no server up, a connection cut by the kill) or, for a request
+    in flight on the killed leader when HAProxy marked it down, closed the connection without an answer
+    (`on-marked-down shutdown-sessions`); its log (haproxy.log) has a line for each such request."""
+    answers: list[tuple[float, int, dict[str, Any] | None]] = []  # (sent at, HTTP status, /status)
+    latency_s: list[float] = []
 
     def record(until: Callable[[], bool], limit_s: float, what: str) -> None:
         deadline = time.monotonic() + limit_s
         while not until():
             assert time.monotonic() < deadline, f"timed out after {limit_s} s waiting for {what}"
+            sent_at = time.monotonic()
             code, status = proxy.ask()
-            answers.append((time.monotonic(), code, status))
+            answers.append((sent_at, code, status))
+            latency_s.append(time.monotonic() - sent_at)
 
     sample_end = time.monotonic() + 1.0
     record(lambda: time.monotonic() >= sample_end, 5, "a second of requests")
@@ -263,10 +274,78 @@ def kill_through(proxy: HAProxy, leader_id: int, kill: Callable[[], object], tim
     after_end = time.monotonic() + 2.0
     record(lambda: time.monotonic() >= after_end, 5, "two more seconds of requests")
 
+    def unserved() -> str:
+        """The requests no node answered, in ms from the kill, with their latency."""
+        return ", ".join(
+            f"{(t - killed_at) * 1000:+.0f} ms: {code} after {lat * 1000:.0f} ms"
+            for (t, code, s), lat in zip(answers, latency_s, strict=True)
+            if s is None
+        )
+
     served = [(t, s) for t, code, s in answers if code == 200 and s is not None]
     assert all(s["role"] == "leader" for _, s in served), [s for _, s in served if s["role"] != "leader"]
     assert all(s["node_id"] == leader_id for t, s in served if t < killed_at)
     assert all(s["node_id"] == new_leader for t, s in served if t >= switched_at)
     others = {code for _, code, s in answers if s is None}
-    assert others <= {502, 503, 504}, f"HAProxy answered {others}"
-    return Switch(leader_id, new_leader, switched_at - killed_at, len(served), len(answers))
+    assert others <= {0, 502, 503, 504}, f"HAProxy answered {others}: {unserved()}"
+    cut = sum(1 for _, code, _ in answers if code == 0)
+    return Switch(leader_id, new_leader, switched_at - killed_at, len(served), len(answers), cut)
+
+
+class AlertWatcher:
+    """Polls Prometheus's active alerts from a thread: every (alert, labels, state) seen, with the time
+    first seen. `error` holds what stopped the polling, if anything: callers assert it is None."""
+
+    def __init__(self, prometheus: Prometheus, interval_s: float = 0.5) -> None:
+        self._prometheus = prometheus
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.seen: dict[tuple[str, tuple[tuple[str, str], ...], str], float] = {}
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="alert-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self._interval_s):
+                now = time.time()
+                for alert in self._prometheus.alerts():
+                    labels = dict(alert["labels"])
+                    name = labels.pop("alertname")
+                    key = (name, tuple(sorted(labels.items())), str(alert["state"]))
+                    with self._lock:
+                        self.seen.setdefault(key, now)
+        except BaseException as error:  # the caller asserts watcher.error is None
+            self.error = error
+
+    def states(self, name: str, **labels: str) -> set[str]:
+        """The states seen of alert `name` whose labels include `labels`."""
+        with self._lock:
+            return {
+                state
+                for (alert, alert_labels, state) in self.seen
+                if alert == name and labels.items() <= dict(alert_labels).items()
+            }
+
+    def active(self, name: str, **labels: str) -> set[str]:
+        """The states alert `name` (with `labels`) is in right now, asked of Prometheus directly."""
+        return {
+            str(alert["state"])
+            for alert in self._prometheus.alerts()
+            if alert["labels"]["alertname"] == name and labels.items() <= alert["labels"].items()
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def report(self) -> list[str]:
+        with self._lock:
+            return [
+                f"{at:.3f} {name} {dict(labels)} {state}"
+                for (name, labels, state), at in sorted(self.seen.items(), key=lambda item: item[1])
+            ]
