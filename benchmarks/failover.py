@@ -50,22 +50,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from node.core.durations import duration_s
 from tests.runtime.cluster import Cluster, unwind_on_sigterm, wait_until  # needs the repository root
 
 MEMBERS = (1, 2, 3, 4, 5)
 MAJORITY = 3
 SIGNALS = {"crash": signal.SIGKILL, "silent": signal.SIGSTOP, "graceful": signal.SIGTERM}
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)$")
 
 Observation = tuple[int, int, str] | None  # (leader_id, epoch, role) or None (no leader / no answer)
 
 
 def seconds(duration: str) -> float:
-    match = _DURATION.match(duration)
-    if match is None:
-        raise argparse.ArgumentTypeError(f"not a duration like 250ms or 3s: {duration!r}")
-    value = float(match.group(1))
-    return value / 1000 if match.group(2) == "ms" else value
+    try:
+        return duration_s(duration)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------ polling

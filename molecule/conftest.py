@@ -17,6 +17,13 @@ from typing import Any
 import pytest
 import testinfra
 
+from node.core.durations import (
+    DEFAULT_ELECTION_TIMEOUT_MS,
+    DEFAULT_FAILURE_TIMEOUT_MS,
+    DEFAULT_HEARTBEAT_INTERVAL_MS,
+    duration_s,
+)
+
 HTTP_PORT = 7701
 _HTTP_GET = """
 import json, sys, urllib.error, urllib.request
@@ -29,13 +36,6 @@ except OSError as e:
     code, body = 0, str(e)
 print(json.dumps({"code": code, "body": body}))
 """
-
-
-def duration_s(text: str) -> float:
-    text = str(text).strip()
-    if text.endswith("ms"):
-        return float(text[:-2]) / 1000
-    return float(text.rstrip("s"))
 
 
 def http_get(host: Any, path: str) -> tuple[int, str]:
@@ -97,10 +97,14 @@ def cluster(request: pytest.FixtureRequest) -> list[Any]:
 @pytest.fixture(scope="session")
 def timers(cluster: list[Any]) -> Timers:
     variables = host_vars(cluster[0])
+
+    def timer_s(name: str, default_ms: int) -> float:
+        return duration_s(str(variables.get(f"leader_node_{name}", f"{default_ms}ms")))
+
     return Timers(
-        heartbeat_s=duration_s(variables.get("leader_node_heartbeat_interval", "1s")),
-        failure_s=duration_s(variables.get("leader_node_failure_timeout", "3s")),
-        election_s=duration_s(variables.get("leader_node_election_timeout", "5s")),
+        heartbeat_s=timer_s("heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL_MS),
+        failure_s=timer_s("failure_timeout", DEFAULT_FAILURE_TIMEOUT_MS),
+        election_s=timer_s("election_timeout", DEFAULT_ELECTION_TIMEOUT_MS),
     )
 
 

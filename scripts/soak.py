@@ -86,6 +86,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from node.core.durations import (
+    DEFAULT_ELECTION_TIMEOUT_MS,
+    DEFAULT_FAILURE_TIMEOUT_MS,
+    DEFAULT_HEARTBEAT_INTERVAL_MS,
+    duration_s,
+)
+
 REPO = Path(__file__).resolve().parents[1]
 NAMES = [f"leader-node-{i}" for i in range(1, 6)]
 NETWORK = "leader-node-net"
@@ -368,11 +375,6 @@ def deployed_code() -> dict[str, Any]:
         "deployed_files": len(deployed),
         "differ_from_head": differ,
     }
-
-
-def duration_text_s(text: str) -> float:
-    text = str(text).strip()
-    return float(text[:-2]) / 1000 if text.endswith("ms") else float(text.rstrip("s"))
 
 
 # --------------------------------------------------------------------------------------------- polls
@@ -1250,9 +1252,9 @@ def soak(args: argparse.Namespace) -> int:
     out_dir = args.out or REPO / "artifacts" / f"soak-{args.algorithm}-{started_utc}"
     out_dir.mkdir(parents=True, exist_ok=True)
     timers = conftest.Timers(
-        heartbeat_s=duration_text_s(config.get("heartbeat_interval", "1s")),
-        failure_s=duration_text_s(config.get("failure_timeout", "3s")),
-        election_s=duration_text_s(config.get("election_timeout", "5s")),
+        heartbeat_s=duration_s(config.get("heartbeat_interval", f"{DEFAULT_HEARTBEAT_INTERVAL_MS}ms")),
+        failure_s=duration_s(config.get("failure_timeout", f"{DEFAULT_FAILURE_TIMEOUT_MS}ms")),
+        election_s=duration_s(config.get("election_timeout", f"{DEFAULT_ELECTION_TIMEOUT_MS}ms")),
     )
     hosts = []
     for node_id, peer in sorted(config["peers"].items(), key=lambda kv: int(kv[0])):
@@ -1278,7 +1280,7 @@ def soak(args: argparse.Namespace) -> int:
     nemesis = Nemesis(fc, faults_mod, args, rng)
     nemesis.poller, nemesis.metrics = poller, metrics
     watchdog = fc.sh(fc.nodes[0], "systemctl show -p WatchdogUSec --value leader-node", check=False).stdout
-    watchdog_s = duration_text_s(watchdog) if re.fullmatch(r"\s*[0-9.]+m?s\s*", watchdog) else 10.0
+    watchdog_s = duration_s(watchdog) if re.fullmatch(r"\s*[0-9.]+m?s\s*", watchdog) else 10.0
     # Half of WatchdogSec is the daemon's ping interval; a pause longer than that may be a watchdog
     # restart. 1.5 s of margin for the `docker exec` latency of kill -STOP and -CONT on a busy machine.
     nemesis.max_pause_s = watchdog_s / 2 - 1.5

@@ -17,14 +17,7 @@ import time
 import urllib.error
 import urllib.request
 
-
-def duration_s(text: str) -> float:
-    text = text.strip()
-    if text.endswith("ms"):
-        return float(text[:-2]) / 1000
-    if text.endswith("s"):
-        return float(text[:-1])
-    return float(text)
+from node.core.durations import DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_FAILURE_TIMEOUT_MS, duration_s
 
 
 def fetch(url: str, timeout_s: float) -> tuple[int, dict | None]:
@@ -41,8 +34,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--election-timeout", default="5s")
-    parser.add_argument("--failure-timeout", default="3s")
+    parser.add_argument("--election-timeout", default=f"{DEFAULT_ELECTION_TIMEOUT_MS}ms")
+    parser.add_argument("--failure-timeout", default=f"{DEFAULT_FAILURE_TIMEOUT_MS}ms")
     parser.add_argument("--slack", default="10s", help="added to the derived deadline (start-up, scheduling)")
     parser.add_argument("urls", nargs="+", help="base URLs of the nodes' HTTP endpoints")
     args = parser.parse_args()

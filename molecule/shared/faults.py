@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from conftest import HTTP_PORT, Timers, duration_s, host_vars, node_status
+from conftest import HTTP_PORT, Timers, host_vars, node_status
 
 from node.history.checkers import check_history
 from node.history.model import HistoryEvent, parse_journal_json
@@ -519,7 +519,6 @@ __all__ = [
     "by_id",
     "count",
     "describe",
-    "duration_s",
     "fault_cluster",
     "fault_rounds",
     "faults",

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from node.core.durations import (
+    DEFAULT_ELECTION_TIMEOUT_MS,
+    DEFAULT_FAILURE_TIMEOUT_MS,
+    DEFAULT_HEARTBEAT_INTERVAL_MS,
+)
 from node.core.messages import MAX_INTEGER
 
 MIN_NODE_ID = 1  # ids start at 1
@@ -84,9 +89,9 @@ def quorum_size(cluster_size: int) -> int:
 class Settings:
     node_id: int
     member_ids: tuple[int, ...]  # every configured member, this node included
-    heartbeat_interval_ms: int = 1000
-    failure_timeout_ms: int = 3000
-    election_timeout_ms: int = 5000
+    heartbeat_interval_ms: int = DEFAULT_HEARTBEAT_INTERVAL_MS
+    failure_timeout_ms: int = DEFAULT_FAILURE_TIMEOUT_MS
+    election_timeout_ms: int = DEFAULT_ELECTION_TIMEOUT_MS
     preempt: bool = False
 
     def __post_init__(self) -> None:

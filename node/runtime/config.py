@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from node.algorithms import ALGORITHMS
+from node.core import durations
 from node.core.settings import Settings, SettingsError, check_node_id, check_timers
 
 DEFAULT_PEER_PORT = 7700
@@ -50,7 +51,6 @@ _KNOWN_KEYS = frozenset(
         "preempt",
     }
 )
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*$")
 
 
 class ConfigError(Exception):
@@ -98,17 +98,10 @@ def parse_duration_ms(field_name: str, value: object) -> int:
         raise ConfigError(
             field_name, f'expected a duration with a unit such as "250ms" or "3s", got {value!r}'
         )
-    match = _DURATION.match(value)
-    if match is None:
-        raise ConfigError(field_name, f'cannot read duration {value!r}; write it as "250ms" or "3s"')
-    number, unit = match.groups()
-    scaled = float(number) * (1000 if unit == "s" else 1)
-    duration_ms = round(scaled)
-    if abs(scaled - duration_ms) > 1e-6:
-        raise ConfigError(field_name, f"{value!r} is not a whole number of milliseconds")
-    if duration_ms <= 0:
-        raise ConfigError(field_name, f"{value!r} must be above zero")
-    return duration_ms
+    try:
+        return durations.parse_duration_ms(value)
+    except ValueError as exc:
+        raise ConfigError(field_name, str(exc)) from None
 
 
 def parse_address(field_name: str, value: object, default_port: int) -> Address:

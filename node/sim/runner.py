@@ -28,6 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from node.algorithms import make_algorithm
+from node.core.durations import (
+    DEFAULT_ELECTION_TIMEOUT_MS,
+    DEFAULT_FAILURE_TIMEOUT_MS,
+    DEFAULT_HEARTBEAT_INTERVAL_MS,
+)
 from node.core.settings import Settings
 from node.core.state import DurableState
 from node.history.checkers import check_history
@@ -49,9 +54,9 @@ class RunConfig:
     algorithm: str
     node_count: int
     seed: int
-    heartbeat_interval_ms: int = 1_000
-    failure_timeout_ms: int = 3_000
-    election_timeout_ms: int = 5_000
+    heartbeat_interval_ms: int = DEFAULT_HEARTBEAT_INTERVAL_MS
+    failure_timeout_ms: int = DEFAULT_FAILURE_TIMEOUT_MS
+    election_timeout_ms: int = DEFAULT_ELECTION_TIMEOUT_MS
     safety_ms_min: int | None = None  # default: 6 x election_timeout (30 s at the default timers)
     safety_ms_max: int | None = None  # default: 12 x election_timeout (60 s)
     nemeses: tuple[str, ...] = DEFAULT_NEMESES
