@@ -35,6 +35,7 @@ class EventName(StrEnum):
     RELOAD_NEEDS_RESTART = "reload_needs_restart"
     CRASHED = "crashed"
     STARTUP_FAILED = "startup_failed"
+    PEER_UNREACHABLE = "peer_unreachable"
     # From the algorithms (MESSAGE_REJECTED from both).
     MESSAGE_REJECTED = "message_rejected"
     STARTED = "started"

@@ -65,6 +65,8 @@ INBOX_MAX_ITEMS = 1024  # when full, inbound connections wait: back-pressure on 
 SHUTDOWN_FLUSH_MS = 500  # how long a stopping node waits for its last messages (RESIGN) to leave
 MAX_TIMER_FIRES_PER_PASS = 64  # a timer re-armed in the past cannot starve the inbox
 REJECT_LOG_INTERVAL_MS = 10_000  # at most one message_rejected line per remote host per 10 s
+# At most one peer_unreachable line per peer and reason per minute: a link retries every backoff.
+UNREACHABLE_LOG_INTERVAL_MS = 60_000
 REJECT_LOG_LINES_PER_S = 5  # and at most 5 such lines per second from all hosts together (a flood)
 # What a reload (SIGHUP) applies; every other difference in node.toml needs a restart.
 RELOADABLE_KEYS = ("secret_file", "previous_secret_file")
@@ -134,6 +136,7 @@ class Daemon:
         self._stopping = False
         self._exit_code: gevent.event.AsyncResult = gevent.event.AsyncResult()
         self._reject_limiter = RateLimiter(REJECT_LOG_INTERVAL_MS)
+        self._unreachable_limiter = RateLimiter(UNREACHABLE_LOG_INTERVAL_MS)
         self._reject_budget = LineBudget(REJECT_LOG_LINES_PER_S, 1000)
         self.transport = Transport(
             node_id=config.node_id,
@@ -370,6 +373,17 @@ class Daemon:
 
     def _peer_unreachable(self, peer_id: int, reason: str) -> None:
         self._inbox.put(_Unreachable(peer_id))
+        # The detector decides (peer_suspected); this line says why the connection failed.
+        allowed, suppressed = self._unreachable_limiter.allow(f"{peer_id} {reason}", monotonic_ms())
+        if allowed:
+            more = f" ({suppressed} more attempts failed the same way)" if suppressed else ""
+            self.journal.event(
+                EventName.PEER_UNREACHABLE,
+                f"node {self.config.node_id} cannot reach peer {peer_id}: {reason}{more}",
+                PEER_ID=peer_id,
+                REASON=reason,
+                EPOCH=self._epoch(),
+            )
 
     def _frame_rejected(self, remote: str, reason: str) -> None:
         host = remote.rsplit(":", 1)[0]

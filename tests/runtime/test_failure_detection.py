@@ -40,6 +40,14 @@ def test_killed_peer_is_suspected_within_bound_and_recovered_after_restart(
         status = cluster.status(node_id)
         assert status is not None and status["peers"][str(victim)]["state"] == "suspected"
 
+    # Why, once: each link retries at every backoff step, the journal says it once per peer and reason
+    # per minute (the limiter's own test: tests/runtime/test_journal.py).
+    for node_id in survivors:
+        unreachable = cluster.events(node_id, "peer_unreachable", since=killed_at)
+        assert [(e["PEER_ID"], e["REASON"]) for e in unreachable] == [
+            (str(victim), "connect: Connection refused")
+        ], unreachable
+
     cluster.start(victim)
     restarted_at = cluster.nodes[victim].started_at[-1]
     for node_id in survivors:
