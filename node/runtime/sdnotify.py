@@ -34,10 +34,6 @@ class Notifier:
             return None
         return max(1, int(usec) // 2000)
 
-    @property
-    def enabled(self) -> bool:
-        return self._socket is not None
-
     def notify(self, *assignments: str) -> None:
         if self._socket is None or self._address is None:
             return

@@ -104,9 +104,6 @@ class Network:
     def is_blocked(self, src: int, dst: int) -> bool:
         return (src, dst) in self._blocked_count
 
-    def active_rules(self) -> list[int]:
-        return sorted(self._block_rules)
-
     # --- clogs -----------------------------------------------------------------------------------
 
     def clog(self, node_id: int) -> None:
@@ -117,9 +114,6 @@ class Network:
 
     def is_clogged(self, src: int, dst: int) -> bool:
         return src in self._clogged or dst in self._clogged
-
-    def clogged_nodes(self) -> list[int]:
-        return sorted(self._clogged)
 
     # --- transit ---------------------------------------------------------------------------------
 
