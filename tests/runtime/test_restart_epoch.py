@@ -1,0 +1,66 @@
+"""A restarted node comes back with the epoch on its disk, on real processes, for both algorithms.
+
+The simulator checks "epochs never go back across a restart" on its own model of a disk; this test reads
+the real state file. While a follower is down, its state file is raised above the cluster's epoch (what
+a node that promised a later candidate would hold): the restarted node must announce that epoch
+(`listening`, `started`), promise nothing below it, and the cluster must end up on an epoch above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from node.core.state import DurableState
+from node.runtime.statefile import StateFile
+
+from .cluster import Cluster, wait_until
+
+NODES = (1, 2, 3)
+RAISE_BY = 10
+
+
+@pytest.mark.parametrize("algorithm", ["bully", "ring"])
+def test_a_restarted_node_comes_back_with_the_epoch_on_its_disk(
+    make_cluster: Callable[..., Cluster], algorithm: str
+) -> None:
+    cluster = make_cluster(*NODES, algorithm=algorithm)
+    cluster.start()
+    cluster.wait_serving()
+    leader, epoch = cluster.wait_leader()
+    follower = min(n for n in NODES if n != leader)
+    cluster.kill(follower)
+
+    state_file = StateFile(cluster.nodes[follower].state_dir)
+    on_disk = state_file.load()
+    assert on_disk.epoch >= epoch, f"the follower's state file says {on_disk}, the cluster epoch {epoch}"
+    raised = DurableState(epoch=on_disk.epoch + RAISE_BY, voted_for=None)
+    state_file.save(raised)
+
+    cluster.start(follower)
+    restarted_at = cluster.nodes[follower].started_at[-1]
+    cluster.wait_serving(follower)
+    for event in ("listening", "started"):
+        seen = wait_until(
+            lambda e=event: cluster.events(follower, e, since=restarted_at), 10, f"its {event} event"
+        )
+        assert seen[0]["EPOCH"] == str(raised.epoch), (event, seen[0])
+
+    # The cluster moves above the raised epoch (the leader keeps office through one re-election, or
+    # another is elected): nobody may stay below what the restarted node has promised.
+    final_leader, final_epoch = wait_until(
+        lambda: (agreed := cluster.agreed_leader()) is not None and agreed[1] > raised.epoch and agreed,
+        30,
+        f"every node on one leader above epoch {raised.epoch}",
+    )
+    assert final_leader in NODES
+    for node_id in NODES:
+        status = cluster.status(node_id)
+        assert status is not None and status["epoch"] == final_epoch
+    # What the restarted node accepted since its start never went below its disk.
+    accepted = cluster.events(follower, "leader_accepted", since=restarted_at)
+    accepted += cluster.events(follower, "became_leader", since=restarted_at)
+    assert accepted and all(int(e["EPOCH"]) > raised.epoch for e in accepted), accepted
+    cluster.kill(follower)
+    assert state_file.load().epoch >= final_epoch
