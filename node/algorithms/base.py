@@ -719,7 +719,10 @@ class ElectionNode:
         if self._leader_id != leader_id:
             self._leader_id = leader_id
             self._log(
-                EventName.LEADER_ACCEPTED, f"follows leader {leader_id} of epoch {epoch}", LogLevel.NOTICE
+                EventName.LEADER_ACCEPTED,
+                f"follows leader {leader_id} of epoch {epoch}",
+                LogLevel.NOTICE,
+                epoch=epoch,  # the epoch accepted (the node's own, once it is persisted)
             )
 
     def _abandon_election(self) -> None:

@@ -11,6 +11,8 @@ Safety rules (docs/architecture.md, "Safety rules"):
 2. epochs-monotonic: a node's view epoch and durable epoch never decrease, across restarts too.
    persist-before-send: no message asserts an epoch above the sender's durable epoch at send time, a
    view epoch is never above the durable epoch after a step, and a leader's epoch is durable.
+   accept-below-own-epoch: a node never follows (leader_accepted) a leader under an epoch below its
+   durable epoch: it promised that epoch to a candidate whose term it would undermine.
 3. stale-leader: a live, running node never reports role leader after it has received nothing from
    floor(N/2) distinct peers for more than `failure_timeout_ms + slack_ms`. The scheduler fires a timer
    at exactly its `at_ms`, so the slack the simulator needs is 0 ms (default); a paused node is exempt
@@ -20,17 +22,17 @@ Safety rules (docs/architecture.md, "Safety rules"):
    off, never acts under its old epoch again (the leader lease makes this hold at equal clock rates).
 4. liveness: see `LivenessMonitor`.
 With a byzantine member (`distrust`, the opt-in `byzantine-member` nemeses): every per-node rule
-(epochs-monotonic, persist-before-send, double-promise on the node's own disk, stale-leader,
-role-published) holds for every node as before, the liar's own honest algorithm included (its forgeries
-bypass its algorithm). A liar that only disturbs (`forges_votes=False`) leaves the global rules in force
-for the honest nodes: leader-without-quorum for every leader, one-leader-per-epoch between two honest
-leaders, stale-claim for the claims of honest nodes (the liar may claim to lead in its own name anyway,
-and it can undercut its own honest process: a forged RESIGN of its own leadership frees its followers
-while that process still holds its lease). A liar that forges votes (a granted PROMISE, CONFIRMED,
-a lease echo) is one voter that can promise twice, which no crash-fault protocol survives: from its
-first forgery to the end of the run, leader-without-quorum counts it as a wildcard voter (a leader
-needs quorum - 1 persisted honest promises to one candidate), and one-leader-per-epoch and
-stale-claim, whose proofs rest on the one voter that two majorities share, are not checked
+(epochs-monotonic, persist-before-send, accept-below-own-epoch, double-promise on the node's own disk,
+stale-leader, role-published) holds for every node as before, the liar's own honest algorithm included
+(its forgeries bypass its algorithm). A liar that only disturbs (`forges_votes=False`) leaves the global
+rules in force for the honest nodes: leader-without-quorum for every leader, one-leader-per-epoch
+between two honest leaders, stale-claim for the claims of honest nodes (the liar may claim to lead in
+its own name anyway, and it can undercut its own honest process: a forged RESIGN of its own leadership
+frees its followers while that process still holds its lease). A liar that forges votes (a granted
+PROMISE, CONFIRMED, a lease echo) is one voter that can promise twice, which no crash-fault protocol
+survives: from its first forgery to the end of the run, leader-without-quorum counts it as a wildcard
+voter (a leader needs quorum - 1 persisted honest promises to one candidate), and one-leader-per-epoch
+and stale-claim, whose proofs rest on the one voter that two majorities share, are not checked
 (docs/security.md).
 Driver contract: a node's view (what /status shows) matches its last RoleChanged (`role-published`).
 """
@@ -150,6 +152,17 @@ class SafetyMonitor:
                 now_ms,
                 node_id,
                 f"sent {message!r} carrying epoch {epoch} above its durable epoch {durable_epoch}",
+            )
+
+    def on_accept(self, now_ms: int, node_id: int, epoch: int, durable_epoch: int) -> None:
+        """`node_id` logged leader_accepted for `epoch`. A node never follows a leader under an epoch
+        below the one on its disk: it promised that epoch to someone, whose term it would undermine."""
+        if epoch < durable_epoch:
+            self._fail(
+                "accept-below-own-epoch",
+                now_ms,
+                node_id,
+                f"follows a leader of epoch {epoch} with epoch {durable_epoch} on its disk",
             )
 
     def on_claim(self, now_ms: int, node_id: int, message: Message) -> None:

@@ -259,6 +259,8 @@ class World:
             self.elections += 1
         elif log.event == EventName.BECAME_LEADER and log.epoch is not None:
             self.safety.on_leader(self.now_ms, node_id, log.epoch)
+        elif log.event == EventName.LEADER_ACCEPTED and log.epoch is not None:
+            self.safety.on_accept(self.now_ms, node_id, log.epoch, self.nodes[node_id].disk.epoch)
         if self.on_log is not None:
             self.on_log(event)  # a scenario may strike right here, before the step's next action
 

@@ -89,6 +89,15 @@ def test_durable_epoch_going_back() -> None:
     assert rules(m) == ["epochs-monotonic"]
 
 
+def test_following_a_leader_below_the_epoch_on_disk() -> None:
+    m = monitor()
+    m.on_accept(0, 2, epoch=7, durable_epoch=7)  # the usual case: accepted, then persisted
+    m.on_accept(0, 2, epoch=8, durable_epoch=7)  # logged in the step that persists 8
+    assert rules(m) == []
+    m.on_accept(0, 2, epoch=6, durable_epoch=7)
+    assert rules(m) == ["accept-below-own-epoch"]
+
+
 def test_view_epoch_going_back_across_a_restart() -> None:
     m = monitor()
     durable = DurableState(6, None)

@@ -40,12 +40,24 @@ class PromisesTwice(Bully):
         return epoch >= self.epoch
 
 
+class FollowsOlderLeaders(Bully):
+    """Follows a leader's claim under an epoch below its own (the door that fences a stale leader)."""
+
+    def _on_leader_claim(self, leader_id: int, epoch: int, via: int) -> None:
+        if leader_id != self.node_id and leader_id in self._detector.peer_ids and epoch < self.epoch:
+            self._accept_leader(leader_id, epoch)
+            return
+        super()._on_leader_claim(leader_id, epoch, via)
+
+
 MUTANTS = {
     # Its view no longer says leader once the lease ran out, so the views show no stale leader; its
     # heartbeats still claim to lead after a newer leader exists.
     NeverStepsDown: ("_check_quorum", {"stale-leader", "stale-claim"}),
     ForgetfulDisk: ("_persist", {"persist-before-send", "epochs-monotonic"}),
     PromisesTwice: ("_may_promise", {"double-promise", "one-leader-per-epoch", "leader-without-quorum"}),
+    # Before accept-below-own-epoch, only transition-table rows caught this one.
+    FollowsOlderLeaders: ("_on_leader_claim", {"accept-below-own-epoch"}),
 }
 SEEDS = 60
 
