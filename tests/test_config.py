@@ -11,6 +11,7 @@ import pytest
 
 from node.core.settings import Settings, SettingsError
 from node.runtime.config import Address, ConfigError, load_config, parse_address, parse_duration_ms
+from node.runtime.hooks import HooksConfig
 
 SECRET = b"0123456789abcdef-cluster-secret"
 
@@ -472,3 +473,49 @@ def test_check_config_prints_warnings_on_stderr_and_still_exits_0(tmp_path: Path
     (tmp_path / "secret").chmod(0o600)
     quiet = run_cli("check-config", str(path))
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "ok\n", "")
+
+
+# -- [hooks] --------------------------------------------------------------------------------------------
+
+
+def with_hooks(table: str) -> str:
+    return GOOD + "\n[hooks]\n" + table
+
+
+def test_hooks_resolve_relative_paths_and_default_their_timeout(tmp_path: Path) -> None:
+    hook = tmp_path / "role-change"
+    hook.write_text("#!/bin/sh\n")
+    hook.chmod(0o755)
+    config = load_config(write(tmp_path, with_hooks('on_role_change = "role-change"\n')))
+    assert config.hooks == HooksConfig(on_role_change=hook, timeout_ms=10_000)
+    assert load_config(write(tmp_path, GOOD)).hooks == HooksConfig()  # no [hooks]: nothing runs
+    timed = load_config(write(tmp_path, with_hooks('on_role_change = "role-change"\ntimeout = "2500ms"\n')))
+    assert timed.hooks.timeout_ms == 2500
+
+
+@pytest.mark.parametrize(
+    ("table", "make_file", "field", "problem"),
+    [
+        ('on_role_change = "missing"\n', None, "hooks.on_role_change", "does not exist"),
+        ('on_role_change = "hook"\n', 0o644, "hooks.on_role_change", "is not executable"),
+        ('on_role_change = "hook"\ntimeout = "11min"\n', 0o755, "hooks.timeout", "cannot read duration"),
+        ('on_role_change = "hook"\ntimeout = "601s"\n', 0o755, "hooks.timeout", "at most 600 s"),
+        ('before_leed = "hook"\n', 0o755, "hooks.before_leed", "unknown key"),
+    ],
+)
+def test_bad_hooks_name_the_key(
+    tmp_path: Path, table: str, make_file: int | None, field: str, problem: str
+) -> None:
+    if make_file is not None:
+        (tmp_path / "hook").write_text("#!/bin/sh\n")
+        (tmp_path / "hook").chmod(make_file)
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, with_hooks(table)))
+    assert caught.value.field == field
+    assert problem in caught.value.problem
+
+
+def test_hooks_must_be_a_table(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, 'hooks = "x"\n' + GOOD))
+    assert caught.value.field == "hooks"

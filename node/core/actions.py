@@ -36,6 +36,7 @@ class EventName(StrEnum):
     CRASHED = "crashed"
     STARTUP_FAILED = "startup_failed"
     PEER_UNREACHABLE = "peer_unreachable"
+    HOOK_FINISHED = "hook_finished"
     # From the algorithms (MESSAGE_REJECTED from both).
     MESSAGE_REJECTED = "message_rejected"
     STARTED = "started"

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from node.algorithms import ALGORITHMS
 from node.core import durations
 from node.core.settings import Settings, SettingsError, check_node_id, check_timers
+from node.runtime.hooks import HooksConfig
 
 DEFAULT_PEER_PORT = 7700
 DEFAULT_HTTP_LISTEN = "0.0.0.0:7701"
@@ -49,8 +50,12 @@ _KNOWN_KEYS = frozenset(
         "cluster_name",
         "state_dir",
         "preempt",
+        "hooks",
     }
 )
+_HOOK_KEYS = frozenset({"on_role_change", "timeout"})
+DEFAULT_HOOK_TIMEOUT = "10s"
+MAX_HOOK_TIMEOUT_MS = 600_000
 
 
 class ConfigError(Exception):
@@ -83,6 +88,7 @@ class NodeConfig:
     # A second secret this node accepts (rotation: docs/operations.md); offered after `secret`.
     previous_secret: bytes | None = field(default=None, repr=False)
     cluster_name: str = DEFAULT_CLUSTER_NAME  # bound into every connection handshake
+    hooks: HooksConfig = field(default_factory=HooksConfig)
     # Problems that do not stop the node (a secret file others can read): check-config prints each on
     # stderr as "PATH: warning: ...", `leader-node run` logs each as a config_warning event at start.
     warnings: tuple[str, ...] = ()
@@ -228,6 +234,30 @@ def _path(field_name: str, value: object, base_dir: Path) -> Path:
     return base_dir / Path(value).expanduser()
 
 
+def _executable(field_name: str, value: object, base_dir: Path) -> Path:
+    path = _path(field_name, value, base_dir)
+    if not path.is_file():
+        raise ConfigError(field_name, f"{path} does not exist or is not a file")
+    if not os.access(path, os.X_OK):
+        raise ConfigError(field_name, f"{path} is not executable (chmod +x {path})")
+    return path
+
+
+def _hooks(value: object, base_dir: Path) -> HooksConfig:
+    if not isinstance(value, dict):
+        raise ConfigError("hooks", f"expected a table [hooks], got {value!r}")
+    for key in value:
+        if key not in _HOOK_KEYS:
+            raise ConfigError(f"hooks.{key}", f"unknown key (known keys: {', '.join(sorted(_HOOK_KEYS))})")
+    on_role_change = None
+    if "on_role_change" in value:
+        on_role_change = _executable("hooks.on_role_change", value["on_role_change"], base_dir)
+    timeout_ms = parse_duration_ms("hooks.timeout", value.get("timeout", DEFAULT_HOOK_TIMEOUT))
+    if timeout_ms > MAX_HOOK_TIMEOUT_MS:
+        raise ConfigError("hooks.timeout", f"at most {MAX_HOOK_TIMEOUT_MS // 1000} s, got {timeout_ms} ms")
+    return HooksConfig(on_role_change=on_role_change, timeout_ms=timeout_ms)
+
+
 def _cluster_name(value: object) -> str:
     if (
         not isinstance(value, str)
@@ -270,9 +300,15 @@ def config_from_mapping(raw: Mapping[str, Any], path: Path) -> NodeConfig:
             "algorithm", f"unknown algorithm {algorithm!r}; expected one of {', '.join(ALGORITHMS)}"
         )
 
-    heartbeat_interval_ms = parse_duration_ms("heartbeat_interval", raw.get("heartbeat_interval", "1s"))
-    failure_timeout_ms = parse_duration_ms("failure_timeout", raw.get("failure_timeout", "3s"))
-    election_timeout_ms = parse_duration_ms("election_timeout", raw.get("election_timeout", "5s"))
+    heartbeat_interval_ms = parse_duration_ms(
+        "heartbeat_interval", raw.get("heartbeat_interval", f"{durations.DEFAULT_HEARTBEAT_INTERVAL_MS}ms")
+    )
+    failure_timeout_ms = parse_duration_ms(
+        "failure_timeout", raw.get("failure_timeout", f"{durations.DEFAULT_FAILURE_TIMEOUT_MS}ms")
+    )
+    election_timeout_ms = parse_duration_ms(
+        "election_timeout", raw.get("election_timeout", f"{durations.DEFAULT_ELECTION_TIMEOUT_MS}ms")
+    )
     try:
         check_timers(heartbeat_interval_ms, failure_timeout_ms, election_timeout_ms)
     except SettingsError as exc:
@@ -300,6 +336,7 @@ def config_from_mapping(raw: Mapping[str, Any], path: Path) -> NodeConfig:
             raise ConfigError("previous_secret_file", f"{previous_path} holds the same secret as secret_file")
     cluster_name = _cluster_name(raw.get("cluster_name", DEFAULT_CLUSTER_NAME))
     state_dir = _path("state_dir", raw.get("state_dir", DEFAULT_STATE_DIR), base_dir)
+    hooks = _hooks(raw["hooks"], base_dir) if "hooks" in raw else HooksConfig()
 
     settings = Settings(
         node_id=node_id,
@@ -320,6 +357,7 @@ def config_from_mapping(raw: Mapping[str, Any], path: Path) -> NodeConfig:
         secret=secret,
         previous_secret=previous_secret,
         cluster_name=cluster_name,
+        hooks=hooks,
         warnings=warnings,
     )
 

@@ -52,6 +52,7 @@ from node.core.messages import Message
 from node.core.session import Keyring
 from node.core.view import NodeView
 from node.runtime.config import ConfigError, NodeConfig, load_config
+from node.runtime.hooks import HookRunner
 from node.runtime.http import StatusApp, make_http_server
 from node.runtime.journal import Journal, LineBudget, RateLimiter
 from node.runtime.metrics import ELECTION_STARTED_EVENT, Metrics
@@ -69,7 +70,7 @@ REJECT_LOG_INTERVAL_MS = 10_000  # at most one message_rejected line per remote 
 UNREACHABLE_LOG_INTERVAL_MS = 60_000
 REJECT_LOG_LINES_PER_S = 5  # and at most 5 such lines per second from all hosts together (a flood)
 # What a reload (SIGHUP) applies; every other difference in node.toml needs a restart.
-RELOADABLE_KEYS = ("secret_file", "previous_secret_file")
+RELOADABLE_KEYS = ("secret_file", "previous_secret_file", "hooks")
 
 
 def keyring_of(config: NodeConfig) -> Keyring:
@@ -124,6 +125,7 @@ class Daemon:
         self.journal = journal
         self.notifier = notifier
         self.metrics = Metrics()
+        self.hooks = HookRunner(config.node_id, config.hooks, journal)
         self.state_file = StateFile(config.state_dir)
         self._state_lock_fd = self.state_file.lock()  # held for the life of the process
         initial_state = self.state_file.load()
@@ -186,6 +188,7 @@ class Daemon:
         self._spawn_critical("dispatcher", self._dispatch_loop)
         self._spawn_critical("peer-server", self.transport.server.serve_forever)
         self._spawn_critical("http-server", self.http.serve_forever)
+        self._spawn_critical("hook-runner", self.hooks.run_forever)
         for link in self.transport.links.values():
             link.greenlet.link(self._critical_exited)
             self._critical.append(link.greenlet)
@@ -249,11 +252,15 @@ class Daemon:
             for key, before, after in (
                 ("secret_file", old.secret, new.secret),
                 ("previous_secret_file", old.previous_secret, new.previous_secret),
+                ("hooks", old.hooks, new.hooks),
             )
             if before != after
         ]
         self.transport.keyring = keyring
-        self.config = dataclasses.replace(old, secret=new.secret, previous_secret=new.previous_secret)
+        self.config = dataclasses.replace(
+            old, secret=new.secret, previous_secret=new.previous_secret, hooks=new.hooks
+        )
+        self.hooks.config = new.hooks
         self.journal.event(
             EventName.CONFIG_RELOADED,
             f"node {old.node_id} reloaded {old.path}: "
@@ -293,6 +300,7 @@ class Daemon:
         )
         self._execute(self.algorithm.step(ShutdownRequested(monotonic_ms())))
         self.transport.flush(SHUTDOWN_FLUSH_MS)
+        self.hooks.stop(self.view().epoch)  # the `stopped` run, after the hand-off
         self._exit_code.set(0)
 
     # -- the dispatcher --------------------------------------------------------------------------------
@@ -359,6 +367,7 @@ class Daemon:
                 case RoleChanged(role=role, leader_id=leader_id, epoch=epoch):
                     self.metrics.role_changed(action)
                     self.notifier.status(status_line(role.value, leader_id, epoch))
+                    self.hooks.role_changed(role.value, epoch, leader_id)
                 case Log():
                     self._log(action)
 
