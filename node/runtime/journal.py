@@ -40,6 +40,7 @@ MESSAGE_IDS: Mapping[EventName, str] = {
     EventName.RESIGNED: "ac0322822f2e4e61afb5fc1e2a334579",
     EventName.STOPPING: "f79df68cbf7742e1891b090f65ada790",
     EventName.CRASHED: "3db692bb9c9347089372429fa3529275",
+    EventName.HOOK_FINISHED: "d670349e0121442aa75d1ce5c7ec10fb",
 }
 
 

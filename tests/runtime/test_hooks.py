@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from node.core.actions import EventName
 from node.runtime.hooks import LEADER, STOPPED, RoleUpdate, next_run
+from node.runtime.journal import MESSAGE_IDS
 
 from .cluster import Cluster, wait_until
 
@@ -134,6 +136,7 @@ def test_the_hook_runs_on_every_role_change_and_once_with_stopped(
     finished = cluster.events(new_leader, "hook_finished")
     assert finished and all(e["EXIT_STATUS"] == "0" and e["PRIORITY"] == "6" for e in finished)
     assert finished[-1]["ROLE"] == LEADER and finished[-1]["STDERR"] == "hook saw leader"
+    assert finished[-1]["MESSAGE_ID"] == MESSAGE_IDS[EventName.HOOK_FINISHED]
     assert int(finished[-1]["DURATION_MS"]) < 1000
 
 

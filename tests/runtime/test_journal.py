@@ -147,6 +147,7 @@ def test_key_events_carry_a_fixed_message_id(
         "resigned": "ac0322822f2e4e61afb5fc1e2a334579",
         "stopping": "f79df68cbf7742e1891b090f65ada790",
         "crashed": "3db692bb9c9347089372429fa3529275",
+        "hook_finished": "d670349e0121442aa75d1ce5c7ec10fb",
     }
     assert len(set(MESSAGE_IDS.values())) == len(MESSAGE_IDS)
     assert all(re.fullmatch(r"[0-9a-f]{32}", message_id) for message_id in MESSAGE_IDS.values())
