@@ -1,4 +1,4 @@
-"""`leader-node`: run | check-config | simulate | check-history | write-state.
+"""`leader-node`: run | check-config | simulate | check-history | write-state | fenced-store.
 
 Exit codes: 0 ok; 1 start-up failure (state file, port in use); 2 bad configuration or usage;
 70 a critical part of the running daemon died (see node.runtime.daemon).
@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("config", type=Path)
     commands.add_parser("simulate", help="deterministic simulator (see `leader-node simulate --help`)")
     commands.add_parser("check-history", help="judge `journalctl -o json` histories (`check-history --help`)")
+    commands.add_parser(
+        "fenced-store", help="a reference resource that refuses stale leaders' writes (`fenced-store --help`)"
+    )
     write_state = commands.add_parser(
         "write-state",
         help="recovery: store a (higher) epoch after a corrupt state file, or with --force any epoch "
@@ -52,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # Commands that own their argument parsing: argv after the command name goes to their main().
-_DELEGATED = {"simulate": "node.sim.cli", "check-history": "node.history.cli"}
+_DELEGATED = {"simulate": "node.sim.cli", "check-history": "node.history.cli", "fenced-store": "node.fencing"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,59 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
+from node.client import Reply, fetch_all, normalize_url
 from node.version import package_version
 
 DEFAULT_URL = "http://127.0.0.1:7701"
 DEFAULT_TIMEOUT_S = 1.0
-MAX_PARALLEL_REQUESTS = 16
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    url: str
-    status: int | None  # HTTP status; None when the node did not answer
-    body: dict[str, Any] | None
-    error: str | None = None
-
-
-def normalize_url(text: str) -> str:
-    url = text if "://" in text else f"http://{text}"
-    host_part = url.split("://", 1)[1].split("/", 1)[0]
-    if ":" not in host_part.rsplit("]", 1)[-1]:
-        url = url.replace(host_part, f"{host_part}:7701", 1)
-    return url.rstrip("/")
-
-
-def fetch(url: str, path: str, timeout_s: float) -> Reply:
-    try:
-        with urllib.request.urlopen(url + path, timeout=timeout_s) as response:
-            return Reply(url, int(response.status), _json_object(response.read()))
-    except urllib.error.HTTPError as exc:  # /leader answers 503 on non-leaders: still an answer
-        return Reply(url, exc.code, _json_object(exc.read()))
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        text = reason.strerror if isinstance(reason, OSError) and reason.strerror else str(reason)
-        return Reply(url, None, None, text.lower())
-
-
-def _json_object(data: bytes) -> dict[str, Any] | None:
-    try:
-        body = json.loads(data)
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
-def fetch_all(urls: Sequence[str], path: str, timeout_s: float) -> list[Reply]:
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_REQUESTS, len(urls))) as pool:
-        return list(pool.map(lambda url: fetch(url, path, timeout_s), urls))
 
 
 def _ids(peers: dict[str, Any], state: str) -> str:
