@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/failover.py --algorithm bully --scenario silent \\
         --heartbeat 100ms --failure-timeout 500ms                                  # fast timers
     .venv/bin/python benchmarks/failover.py --algorithm bully --scenario initiator [--runs 5]
+    .venv/bin/python benchmarks/failover.py --algorithm bully --scenario crash --hook /bin/true  # hook cost
 
 Timers default to the contract's (heartbeat 1 s, failure 3 s, election 5 s). Failover scenarios: the
 current leader gets SIGKILL (crash), SIGSTOP (silent: no connection is closed) or SIGTERM (graceful);
@@ -196,6 +197,10 @@ def new_cluster(directory: Path, args: argparse.Namespace, per_node: dict[int, s
         election_timeout=args.election_timeout,
         algorithm=args.algorithm,
     )
+    if args.hook:  # every node runs the same [hooks] on_role_change (its cost on failover)
+        for node in cluster.nodes.values():
+            hooks = f'\n[hooks]\non_role_change = "{args.hook.resolve()}"\ntimeout = "10s"\n'
+            node.config_path.write_text(node.config_path.read_text() + hooks)
     for node_id, heartbeat in (per_node or {}).items():  # one node with its own heartbeat (listen window)
         path = cluster.nodes[node_id].config_path
         text = re.sub(
@@ -396,13 +401,17 @@ def main() -> int:
     parser.add_argument("--timeout-s", type=float, default=60.0, help="give up on one run after this")
     parser.add_argument("--seed", type=int, default=None, help="for the random signal phases")
     parser.add_argument("--json", type=Path, default=None, help="write the raw runs here")
+    parser.add_argument(
+        "--hook", type=Path, default=None, help="an executable every node runs as [hooks] on_role_change"
+    )
     args = parser.parse_args()
     for value in (args.heartbeat, args.failure_timeout, args.election_timeout):
         seconds(value)
     rng = random.Random(args.seed)
     print(
         f"# {args.algorithm} {args.scenario}: heartbeat {args.heartbeat}, failure {args.failure_timeout}, "
-        f"election {args.election_timeout}, poll {args.poll_ms} ms; {platform.platform()}, "
+        f"election {args.election_timeout}, poll {args.poll_ms} ms"
+        f"{f', hook {args.hook}' if args.hook else ''}; {platform.platform()}, "
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     )
     raw: list[dict[str, Any]] = []
