@@ -16,9 +16,11 @@ BECAME_LEADER = EventName.BECAME_LEADER
 
 # The EPOCH field of every event is the logging node's own epoch at that moment (the highest it has
 # promised or accepted): the algorithms' log helper fills it in, and the runtime's own lines
-# (`listening`) use the epoch loaded from disk. An event that named another node's epoch (say, the
-# stale epoch of a rejected message) would have to go here, or the rule below would misfire on it.
-FOREIGN_EPOCH_EVENTS: frozenset[str] = frozenset()
+# (`listening`) use the epoch loaded from disk. An event that names another epoch goes here, or the
+# rule below would misfire on it: `hook_finished` carries the epoch the hook was run with (the role
+# change it reports), and a run that ends late, or a change delivered after coalescing, can carry an
+# epoch the node has since left behind.
+FOREIGN_EPOCH_EVENTS: frozenset[str] = frozenset({EventName.HOOK_FINISHED})
 
 
 @dataclass(frozen=True, slots=True)

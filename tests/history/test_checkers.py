@@ -84,3 +84,12 @@ def test_a_start_at_0_without_catch_up_is_going_back() -> None:
     assert "node 2 went back from epoch 2 to 0 across a restart" in violation.explanation
     [at_the_end] = check_epochs_monotonic([*VALID, E(14_000, 2, "started", epoch=0)])
     assert "across a restart" in at_the_end.explanation
+
+
+def test_a_hook_run_reports_the_epoch_it_ran_with() -> None:
+    # The `follower` run for epoch 1 ends after the node accepted epoch 2: the run's epoch, not the node's.
+    late = [*VALID, E(9_650, 1, "hook_finished", epoch=1), E(9_700, 1, "message_rejected", epoch=2)]
+    assert check_epochs_monotonic(late) == []
+    # ... and the node's own events are still held to the rule.
+    bad = [*late, E(9_800, 1, "message_rejected", epoch=1)]
+    assert [v.rule for v in check_epochs_monotonic(bad)] == ["epochs-monotonic"]
