@@ -73,7 +73,7 @@ ensure_docker() {
 }
 
 # image_recipe / image_ref: the base image is named by a hash of everything that shapes it.
-IMAGE_PACKAGES="systemd,systemd-sysv,dbus,python3,python3-venv,iptables,iproute2,procps"
+IMAGE_PACKAGES="systemd,systemd-sysv,dbus,python3,python3-venv,iptables,iproute2,procps,libpam-systemd,polkitd"
 image_recipe() {
     printf 'suite=bookworm variant=minbase packages=%s\n' "$IMAGE_PACKAGES"
     cat "$REPO_ROOT/scripts/build-image.sh"

@@ -30,7 +30,7 @@ ensure_docker
 # share the network lnmol-net and its addresses. A failed scenario does not hide the others: all run,
 # then the summary names each result and the exit status is non-zero if any failed.
 #   MOLECULE_SCENARIOS="partition" LEADER_NODE_ALGORITHMS="ring" scripts/test-deploy.sh
-read -r -a scenarios <<<"${MOLECULE_SCENARIOS:-default kill-leader partition rejoin concurrent}"
+read -r -a scenarios <<<"${MOLECULE_SCENARIOS:-default kill-leader partition rejoin concurrent leader-service}"
 read -r -a algorithms <<<"${LEADER_NODE_ALGORITHMS:-${LEADER_NODE_ALGORITHM:-bully ring}}"
 summary=()
 failed=0

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +115,23 @@ def test_reload_sends_sighup_and_the_cluster_name_is_rendered(tmp_path: Path) ->
     assert 'cluster_name = "leader-node"' in node_toml.splitlines()
     _, node_toml = render(tmp_path, leader_node_cluster_name="prod-eu")
     assert 'cluster_name = "prod-eu"' in node_toml.splitlines()
+
+
+def test_no_hooks_by_default(tmp_path: Path) -> None:
+    unit, node_toml = render(tmp_path)
+    assert "[hooks]" not in node_toml
+    assert directives(unit, "TimeoutStopSec") == ["15s"]
+
+
+def test_a_leader_unit_names_the_shipped_hook_and_stopping_covers_two_runs(tmp_path: Path) -> None:
+    unit, node_toml = render(
+        tmp_path, leader_node_leader_unit="myapp.service", leader_node_hooks_timeout_sec=8
+    )
+    hooks = tomllib.loads(node_toml)["hooks"]
+    assert hooks == {"on_role_change": "/opt/leader-node/libexec/leader-unit-hook", "timeout": "8s"}
+    assert directives(unit, "TimeoutStopSec") == ["21s"]  # 2 x 8 s + 5 s
+
+
+def test_an_operators_hook_is_named_as_given(tmp_path: Path) -> None:
+    _, node_toml = render(tmp_path, leader_node_hooks_on_role_change="/etc/leader-node/hooks/role-change")
+    assert tomllib.loads(node_toml)["hooks"]["on_role_change"] == "/etc/leader-node/hooks/role-change"
