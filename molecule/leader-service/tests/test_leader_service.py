@@ -140,6 +140,11 @@ def crash_the_leader(faults: FaultCluster, watcher: Watcher) -> None:
 
 
 def test_a_leader_cut_off_on_the_minority_side_stops_the_unit(faults: FaultCluster, watcher: Watcher) -> None:
+    for _ in range(ROUNDS):
+        cut_off_the_leader(faults, watcher)
+
+
+def cut_off_the_leader(faults: FaultCluster, watcher: Watcher) -> None:
     before = faults.settle()
     leader = faults.by_id[before.leader_id]
     follower = next(n for n in faults.nodes if n is not leader)
