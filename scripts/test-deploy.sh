@@ -45,7 +45,7 @@ for scenario in "${scenarios[@]}"; do
             result=FAILED
             failed=1
         fi
-        summary+=("$(printf '%-12s %-6s %-6s %4d s' "$scenario" "$algorithm" "$result" $(($(now_s) - started)))")
+        summary+=("$(printf '%-14s %-6s %-6s %4d s' "$scenario" "$algorithm" "$result" $(($(now_s) - started)))")
         log "molecule test -s $scenario ($algorithm) $result in $(($(now_s) - started)) s"
     done
 done
