@@ -15,11 +15,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from node.client import Reply, fetch_all, normalize_url
+from node.client import DEFAULT_TIMEOUT_S, Reply, fetch_all, normalize_url
 from node.version import package_version
 
 DEFAULT_URL = "http://127.0.0.1:7701"
-DEFAULT_TIMEOUT_S = 1.0
 
 
 def _ids(peers: dict[str, Any], state: str) -> str:

@@ -97,6 +97,15 @@ def wait_until(predicate: Callable[[], T], timeout_s: float, what: str, interval
         time.sleep(interval_s)  # a poll interval, not synchronisation: the deadline decides
 
 
+def process_alive(pid: int) -> bool:
+    """The process runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def parse_event_line(line: str) -> dict[str, Any] | None:
     """A stderr event line -> {"ts": datetime, "EVENT": ..., ...}; None for other output (tracebacks)."""
     stamp, _, rest = line.partition(" leader-node ")

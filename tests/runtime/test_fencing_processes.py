@@ -15,7 +15,7 @@ import pytest
 
 from node.client import find_leader
 
-from .cluster import Cluster, free_port, http_get, wait_until
+from .cluster import Cluster, free_port, http_get, process_alive, wait_until
 
 WORKER = """import sys, time, urllib.error, urllib.request
 store, epoch, node, log = sys.argv[1:5]
@@ -136,7 +136,7 @@ def test_a_paused_leaders_worker_is_fenced_off_by_the_new_epoch(
         wait_until(
             lambda: not (cluster.directory / f"worker-{old}.pid").exists(), 15, "the old worker stopped"
         )
-        wait_until(lambda: not _alive(worker_pids[0]), 5, "the old worker's process to end")
+        wait_until(lambda: not process_alive(worker_pids[0]), 5, "the old worker's process to end")
         reply = http_get(fenced_store + "/resources/journal")
         assert reply is not None and reply[0] == 200
         assert f'"token": {new_epoch}' in reply[1].decode()
@@ -144,10 +144,3 @@ def test_a_paused_leaders_worker_is_fenced_off_by_the_new_epoch(
         for pid in worker_pids:  # the workers are the hook's children, not the cluster's
             subprocess.run(["kill", "-9", str(pid)], check=False, capture_output=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import signal
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,7 @@ from node.core.actions import EventName
 from node.runtime.hooks import LEADER, STOPPED, RoleUpdate, next_run
 from node.runtime.journal import MESSAGE_IDS
 
-from .cluster import Cluster, wait_until
+from .cluster import Cluster, process_alive, wait_until
 
 # -- which run comes next (pure) ------------------------------------------------------------------------
 
@@ -149,15 +148,6 @@ sleep 60
 """
 
 
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for its reaper counts as dead)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def test_a_hanging_hook_is_killed_with_its_group_and_never_delays_the_election(
     make_cluster: Callable[..., Cluster],
 ) -> None:
@@ -177,7 +167,11 @@ def test_a_hanging_hook_is_killed_with_its_group_and_never_delays_the_election(
 
     pid_lines = (cluster.directory / f"pids-{leader}").read_text().splitlines()
     first_hook, first_child = (int(p) for p in pid_lines[0].split()[1:])
-    wait_until(lambda: not alive(first_hook) and not alive(first_child), 5, "the hook and its child to die")
+    wait_until(
+        lambda: not process_alive(first_hook) and not process_alive(first_child),
+        5,
+        "the hook and its child to die",
+    )
 
     # Stopping waits for the run in progress (at most one timeout), then runs `stopped` (one more).
     assert cluster.terminate(leader, timeout_s=10) == 0
@@ -185,4 +179,4 @@ def test_a_hanging_hook_is_killed_with_its_group_and_never_delays_the_election(
     assert (last["ROLE"], last["EXIT_STATUS"]) == ("stopped", str(-signal.SIGKILL))
     lines = (cluster.directory / f"pids-{leader}").read_text().splitlines()
     pids = [int(pid) for line in lines for pid in line.split()[1:]]
-    assert lines[-1].startswith("stopped ") and [pid for pid in pids if alive(pid)] == []
+    assert lines[-1].startswith("stopped ") and [pid for pid in pids if process_alive(pid)] == []
