@@ -143,4 +143,3 @@ def test_a_paused_leaders_worker_is_fenced_off_by_the_new_epoch(
     finally:
         for pid in worker_pids:  # the workers are the hook's children, not the cluster's
             subprocess.run(["kill", "-9", str(pid)], check=False, capture_output=True)
-
