@@ -75,12 +75,15 @@ from node.core.events import (
     TimerId,
 )
 from node.core.messages import (
+    Answer,
     Confirm,
     Confirmed,
+    ConfirmRefused,
     Coordinator,
     Heartbeat,
     Message,
     MsgType,
+    PreVoteAnswer,
     Promise,
     Propose,
     Resign,
@@ -136,7 +139,7 @@ class Phase(StrEnum):
 
 def _epoch_held_by_sender(message: Message) -> int:
     """The epoch the sender has promised or accepted, as far as this message tells (to propose above it)."""
-    if isinstance(message, Promise):
+    if isinstance(message, Answer):
         return message.known_epoch  # its `epoch` is the one it answers about
     if isinstance(message, Propose) and message.pre_vote:
         return 0  # a pre-vote's epoch is only a wish
@@ -183,9 +186,11 @@ class ElectionNode:
             MsgType.COORDINATOR: self._on_coordinator,
             MsgType.PROPOSE: self._on_propose,
             MsgType.PROMISE: self._on_promise,
+            MsgType.PRE_VOTE_ANSWER: self._on_pre_vote_answer,
             MsgType.RESIGN: self._on_resign,
             MsgType.CONFIRM: self._on_confirm,
             MsgType.CONFIRMED: self._on_confirmed,
+            MsgType.CONFIRM_REFUSED: self._on_confirm_refused,
         }
 
     # ------------------------------------------------------------------ the one entry point
@@ -547,7 +552,7 @@ class ElectionNode:
                 LogLevel.WARNING,
             )
             return
-        claimed = max(message.epoch, message.known_epoch if isinstance(message, Promise) else 0)
+        claimed = max(message.epoch, message.known_epoch if isinstance(message, Answer) else 0)
         if claimed > min(self.epoch + EPOCH_JUMP_MAX, EPOCH_MAX):
             # Honest epochs grow by a few per election: one this far ahead is a forged or corrupt frame,
             # and accepting it could walk every node's epoch to where the next one cannot be written.
@@ -917,31 +922,21 @@ class ElectionNode:
                 echo_ms = message.sent_ms
         elif message.pre_vote:
             echo_ms = message.sent_ms  # a catch-up probe's stamp: proves our answer is fresh
-        self._send(
-            message.sender,
-            Promise(
-                self.node_id,
-                message.epoch,
-                message.pre_vote,
-                granted=granted,
-                known_epoch=self.epoch,
-                echo_ms=echo_ms,
-            ),
-        )
+        answer = PreVoteAnswer if message.pre_vote else Promise
+        self._send(message.sender, answer(self.node_id, message.epoch, granted, self.epoch, echo_ms))
 
-    def _on_promise(self, message: Promise) -> None:
-        if is_catch_up_traffic(message):
+    def _on_pre_vote_answer(self, message: PreVoteAnswer) -> None:
+        if is_catch_up_traffic(message):  # the answer to a probe: no candidacy asks for epoch 0
             self._on_probe_answer(message)
             return
-        confirming = self._confirming
-        if confirming is not None and message.epoch == confirming.epoch and not message.granted:
-            # A voter refused to confirm: it promised a higher epoch since.
-            self._learn_epoch(message.known_epoch)
-            confirming.refused.add(message.sender)
-            self._tally_confirmations()
-            return
+        self._count_answer(message, pre_vote=True)
+
+    def _on_promise(self, message: Promise) -> None:
+        self._count_answer(message, pre_vote=False)
+
+    def _count_answer(self, message: Promise | PreVoteAnswer, *, pre_vote: bool) -> None:
         proposal = self._proposal
-        if proposal is None or message.epoch != proposal.epoch or message.pre_vote != proposal.pre_vote:
+        if proposal is None or message.epoch != proposal.epoch or pre_vote != proposal.pre_vote:
             return  # an answer to an earlier attempt
         self._learn_epoch(message.known_epoch)
         proposal.known_epoch = max(proposal.known_epoch, message.known_epoch)
@@ -967,7 +962,7 @@ class ElectionNode:
             for peer_id in wanted:
                 self._send(peer_id, probe)
 
-    def _on_probe_answer(self, message: Promise) -> None:
+    def _on_probe_answer(self, message: PreVoteAnswer) -> None:
         catch_up = self._catch_up
         if catch_up is None or message.echo_ms is None:
             return
@@ -1032,8 +1027,7 @@ class ElectionNode:
 
     def _on_confirm(self, message: Confirm) -> None:
         if not self._may_confirm(message):
-            refusal = Promise(self.node_id, message.epoch, False, granted=False, known_epoch=self.epoch)
-            self._send(message.sender, refusal)
+            self._send(message.sender, ConfirmRefused(self.node_id, message.epoch, known_epoch=self.epoch))
             return
         self._confirmed_winner = (message.epoch, message.sender)
         self._owe_lease(message.sender)
@@ -1058,6 +1052,13 @@ class ElectionNode:
         if confirming is None or message.epoch != confirming.epoch or message.echo_ms != confirming.stamp_ms:
             return  # an answer to an earlier attempt
         confirming.leases[message.sender] = self._support_until_ms(message.echo_ms)
+        self._tally_confirmations()
+
+    def _on_confirm_refused(self, message: ConfirmRefused) -> None:
+        confirming = self._confirming
+        if confirming is None or message.epoch != confirming.epoch:
+            return  # an answer to an earlier attempt
+        confirming.refused.add(message.sender)  # it promised a higher epoch since, or backs another winner
         self._tally_confirmations()
 
     def _on_coordinator(self, message: Coordinator) -> None:

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from node.core.messages import Message, Promise, Propose
+from node.core.messages import Message, PreVoteAnswer, Propose
 
 
 def is_catch_up_traffic(message: Message) -> bool:
     """A probe or its answer: a pre-vote for epoch 0, which no candidacy ever asks for."""
-    return isinstance(message, Propose | Promise) and message.pre_vote and message.epoch == 0
+    if isinstance(message, PreVoteAnswer):
+        return message.epoch == 0
+    return isinstance(message, Propose) and message.pre_vote and message.epoch == 0
 
 
 PROBES_REMEMBERED = 64  # probe stamps kept for matching answers (one probe per heartbeat interval)

@@ -8,7 +8,7 @@ a successor that is suspected or hinted unreachable is skipped (across any chain
 1. ELECTION token. The initiator persists a promise of its own epoch E to itself and sends
    ELECTION(E, initiator, ids=[initiator]). Each node that may promise E to this election (the base rules,
    `_may_promise`) persists (E, voted_for=initiator) *before* it appends its id and passes the token on;
-   a node that may not answers the initiator with a refusal (PROMISE granted=false) and the token dies.
+   a node that may not answers the initiator with TOKEN_REFUSED and the token dies there.
    Back at the initiator, the token is valid only if a majority of the configured cluster is listed;
    the winner is the highest listed id. The initiator decides at most once per epoch.
 2. COORDINATOR(leader=winner, E, initiator). The initiator hands it to the winner, which leads if its
@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from node.algorithms.base import ElectionNode, Phase
 from node.core.actions import EventName, LogLevel
 from node.core.events import TimerId
-from node.core.messages import Coordinator, Election, MsgType, Promise
+from node.core.messages import Coordinator, Election, MsgType, TokenRefused
 from node.core.protocol import RandomSource
 from node.core.settings import Settings
 from node.core.state import DurableState
@@ -66,7 +66,7 @@ class Ring(ElectionNode):
         self._relayed_coordinator: tuple[int, int] | None = None
         self.handlers[MsgType.ELECTION] = self._on_token
         self.handlers[MsgType.COORDINATOR] = self._on_coordinator_round
-        self.handlers[MsgType.PROMISE] = self._on_promise_or_refusal
+        self.handlers[MsgType.TOKEN_REFUSED] = self._on_token_refused
 
     # ------------------------------------------------------------------ the ring
 
@@ -241,16 +241,11 @@ class Ring(ElectionNode):
             f"refuses epoch {token.epoch} to node {token.initiator}'s ring election (own epoch {self.epoch})",
             peer_id=token.initiator,
         )
-        refusal = Promise(self.node_id, token.epoch, pre_vote=False, granted=False, known_epoch=self.epoch)
-        self._send(token.initiator, refusal)
+        self._send(token.initiator, TokenRefused(self.node_id, token.epoch, known_epoch=self.epoch))
 
-    def _on_promise_or_refusal(self, message: Promise) -> None:
-        refused = not message.pre_vote and not message.granted
-        if refused and self.phase is Phase.AWAIT_TOKEN and message.epoch == self._token_epoch:
-            self._learn_epoch(message.known_epoch)
+    def _on_token_refused(self, message: TokenRefused) -> None:
+        if self.phase is Phase.AWAIT_TOKEN and message.epoch == self._token_epoch:
             self._fail_attempt(f"node {message.sender} refused epoch {message.epoch}: the token died there")
-            return
-        self._on_promise(message)  # pre-vote answers
 
     def _conclude(self, token: Election) -> None:
         """The token is back: phase 1 is over. Decide once, from the promises it lists."""

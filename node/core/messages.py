@@ -24,6 +24,9 @@ class MsgType(StrEnum):
     COORDINATOR = "COORDINATOR"
     PROPOSE = "PROPOSE"
     PROMISE = "PROMISE"
+    PRE_VOTE_ANSWER = "PRE_VOTE_ANSWER"
+    CONFIRM_REFUSED = "CONFIRM_REFUSED"
+    TOKEN_REFUSED = "TOKEN_REFUSED"
     RESIGN = "RESIGN"
     CONFIRM = "CONFIRM"
     CONFIRMED = "CONFIRMED"
@@ -159,7 +162,8 @@ class Coordinator(_Wire):
 
 @dataclass(frozen=True, slots=True)
 class Propose(_Wire):
-    """A candidate asks for a promise of `epoch`. `pre_vote` asks "would you?" without binding anyone.
+    """A candidate asks for a promise of `epoch` (answered by PROMISE). `pre_vote` asks "would you?"
+    without binding anyone (answered by PRE_VOTE_ANSWER).
     `resigned_leader` names a leader whose RESIGN the candidate holds: a voter still following that leader
     need not wait for the RESIGN to reach it too (graceful handoff without a lost round). Such a handoff
     proposal also carries the candidate's clock (`sent_ms`): a grant echoes it and counts as the voter's
@@ -175,16 +179,52 @@ class Propose(_Wire):
 
 @dataclass(frozen=True, slots=True)
 class Promise(_Wire):
-    """Answer to PROPOSE for `epoch`. `known_epoch` is the highest epoch the voter has promised/accepted.
+    """Answer to a binding PROPOSE for `epoch`: `granted` is the durable promise (persisted before this
+    is sent), or its refusal. `known_epoch` is the highest epoch the voter has promised or accepted.
     `echo_ms`: a grant of a stamped (handoff) proposal echoes its stamp, like CONFIRMED."""
 
     TYPE: ClassVar[MsgType] = MsgType.PROMISE
     sender: int
     epoch: int
-    pre_vote: bool
     granted: bool
     known_epoch: int
     echo_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreVoteAnswer(_Wire):
+    """Answer to a pre-vote PROPOSE ("would you promise `epoch`?"): binds and persists nothing.
+    `known_epoch` is the voter's highest epoch. The answer to a catch-up probe (a pre-vote for epoch 0,
+    which every node refuses) echoes the probe's stamp in `echo_ms`."""
+
+    TYPE: ClassVar[MsgType] = MsgType.PRE_VOTE_ANSWER
+    sender: int
+    epoch: int
+    granted: bool
+    known_epoch: int
+    echo_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmRefused(_Wire):
+    """A voter no longer stands by its promise of `epoch` (the CONFIRM's answer when it does is
+    CONFIRMED): it promised `known_epoch` since, or backs another winner of `epoch`."""
+
+    TYPE: ClassVar[MsgType] = MsgType.CONFIRM_REFUSED
+    sender: int
+    epoch: int
+    known_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRefused(_Wire):
+    """Ring: a node may not promise `epoch` to the initiator's token (it holds `known_epoch`, or follows
+    a live leader): sent to the initiator, whose round dies there."""
+
+    TYPE: ClassVar[MsgType] = MsgType.TOKEN_REFUSED
+    sender: int
+    epoch: int
+    known_epoch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,11 +269,40 @@ class Confirmed(_Wire):
         _check_node_id("echo_ms", self.echo_ms)
 
 
-Message = Heartbeat | Election | Ok | Coordinator | Propose | Promise | Resign | Confirm | Confirmed
+Message = (
+    Heartbeat
+    | Election
+    | Ok
+    | Coordinator
+    | Propose
+    | Promise
+    | PreVoteAnswer
+    | Resign
+    | Confirm
+    | Confirmed
+    | ConfirmRefused
+    | TokenRefused
+)
+
+# An answer naming the highest epoch its sender holds (its `epoch` is the one it answers about).
+Answer = Promise | PreVoteAnswer | ConfirmRefused | TokenRefused
 
 MESSAGE_CLASSES: Mapping[MsgType, type[Message]] = {
     cls.TYPE: cls
-    for cls in (Heartbeat, Election, Ok, Coordinator, Propose, Promise, Resign, Confirm, Confirmed)
+    for cls in (
+        Heartbeat,
+        Election,
+        Ok,
+        Coordinator,
+        Propose,
+        Promise,
+        PreVoteAnswer,
+        Resign,
+        Confirm,
+        Confirmed,
+        ConfirmRefused,
+        TokenRefused,
+    )
 }
 
 

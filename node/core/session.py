@@ -29,7 +29,7 @@ from node.core.codec import MAX_FRAME_BYTES, decode_body
 from node.core.errors import RemoteProtocolError
 from node.core.messages import Message
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: PROMISE split by meaning (PRE_VOTE_ANSWER, CONFIRM_REFUSED, TOKEN_REFUSED)
 NONCE_BYTES = 16
 KEY_ID_HEX_CHARS = 16
 MAX_OFFERED_KEYS = 4
@@ -54,6 +54,7 @@ class SessionError(RemoteProtocolError):
 # The labels of SessionError.reason; the transport adds its own (timeouts, caps) beside them.
 REASONS = (
     "malformed",  # not a frame of the expected kind (JSON, fields, types)
+    "version",  # a handshake of another protocol version: a member of another release
     "oversize",  # a length prefix above the limit
     "cluster",  # another cluster_name
     "wrong_node",  # HELLO addressed to another node id
@@ -170,8 +171,14 @@ def _json_object(payload: bytes, expected_type: str, keys: Collection[str]) -> d
         raise SessionError("malformed", f"expected {expected_type}, got type {str(body.get('type'))[:40]!r}")
     if set(body) != set(keys):
         raise SessionError("malformed", f"{expected_type} fields {sorted(body)[:12]} != {sorted(keys)}")
-    if "v" in body and (type(body["v"]) is not int or body["v"] != PROTOCOL_VERSION):
-        raise SessionError("malformed", f"{expected_type} of protocol version {str(body['v'])[:20]}")
+    if "v" in body and type(body["v"]) is not int:
+        raise SessionError("malformed", f"{expected_type} protocol version must be an integer")
+    if "v" in body and body["v"] != PROTOCOL_VERSION:
+        raise SessionError(
+            "version",
+            f"{expected_type} of protocol version {str(body['v'])[:20]}, this node speaks "
+            f"{PROTOCOL_VERSION}: a member of another release (upgrade every member together)",
+        )
     return body
 
 

@@ -32,15 +32,18 @@ from node.core.messages import (
     MAX_INTEGER,
     Confirm,
     Confirmed,
+    ConfirmRefused,
     Coordinator,
     Election,
     Heartbeat,
     Message,
     MsgType,
     Ok,
+    PreVoteAnswer,
     Promise,
     Propose,
     Resign,
+    TokenRefused,
 )
 
 WALK_CEILING = EPOCH_JUMP_MAX - 2**20  # "far above, within the door": never above this, absolute
@@ -170,7 +173,14 @@ class Forger:
             return Propose(sender, epoch, rng.random() < 0.5, resigned, self.optional_stamp(now_ms))
         if kind is MsgType.PROMISE:
             granted = self.forge_votes and rng.random() < 0.6
-            return Promise(sender, epoch, rng.random() < 0.5, granted, self.epoch(epochs), self.echo(now_ms))
+            return Promise(sender, epoch, granted, self.epoch(epochs), self.echo(now_ms))
+        if kind is MsgType.PRE_VOTE_ANSWER:
+            granted = self.forge_votes and rng.random() < 0.6
+            return PreVoteAnswer(sender, epoch, granted, self.epoch(epochs), self.echo(now_ms))
+        if kind is MsgType.CONFIRM_REFUSED:
+            return ConfirmRefused(sender, epoch, self.epoch(epochs))
+        if kind is MsgType.TOKEN_REFUSED:
+            return TokenRefused(sender, epoch, self.epoch(epochs))
         if kind is MsgType.RESIGN:
             return Resign(sender, epoch)
         if kind is MsgType.CONFIRM:

@@ -42,7 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from node.core.actions import Role
-from node.core.messages import Election, Message, Promise, Propose
+from node.core.messages import Answer, Election, Message, Promise, Propose
 from node.core.settings import quorum_size
 from node.core.state import DurableState
 
@@ -72,17 +72,18 @@ class InvariantViolatedError(Exception):
 def asserted_epochs(message: Message) -> tuple[int, ...]:
     """The epochs a message claims the sender has durably promised or accepted.
 
-    A pre-vote PROPOSE binds no one, so its epoch is not persisted; a PROMISE echoes the asked epoch,
-    which the voter made durable only when it granted a binding promise; a ring token that a node passed
-    on without voting (`abstained`) carries the initiator's epoch, not the relay's.
+    A pre-vote PROPOSE binds no one, so its epoch is not persisted; an answer (PROMISE, PRE_VOTE_ANSWER,
+    CONFIRM_REFUSED, TOKEN_REFUSED) echoes the asked epoch, which the voter made durable only when it
+    granted a binding PROMISE; a ring token that a node passed on without voting (`abstained`) carries the
+    initiator's epoch, not the relay's.
     """
     if isinstance(message, Propose):
         return () if message.pre_vote else (message.epoch,)
     if isinstance(message, Election) and message.sender in message.abstained:
         return ()  # a ring token passed on without a vote: the epoch is the initiator's
-    if isinstance(message, Promise):
-        if message.granted and not message.pre_vote:
-            return (message.known_epoch, message.epoch)
+    if isinstance(message, Promise) and message.granted:
+        return (message.known_epoch, message.epoch)
+    if isinstance(message, Answer):
         return (message.known_epoch,)
     return (message.epoch,)
 

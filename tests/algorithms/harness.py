@@ -43,15 +43,18 @@ from node.core.events import (
 from node.core.messages import (
     Confirm,
     Confirmed,
+    ConfirmRefused,
     Coordinator,
     Election,
     Heartbeat,
     Message,
     MsgType,
     Ok,
+    PreVoteAnswer,
     Promise,
     Propose,
     Resign,
+    TokenRefused,
 )
 from node.core.protocol import Algorithm
 from node.core.settings import Settings
@@ -87,13 +90,13 @@ def settings(node_id: int, members: Sequence[int] = MEMBERS_5, **overrides: Any)
     return Settings(node_id=node_id, member_ids=tuple(members), **overrides)
 
 
-def probe_answers(actions: Sequence[Action], peer_ids: Iterable[int], known_epoch: int = 0) -> list[Promise]:
+def probe_answers(
+    actions: Sequence[Action], peer_ids: Iterable[int], known_epoch: int = 0
+) -> list[PreVoteAnswer]:
     """Every peer's answer to the catch-up probe among `actions` (none if there is no probe): a refusal
     of epoch 0 that names `known_epoch` and echoes the probe's stamp."""
     return [
-        Promise(
-            peer_id, 0, pre_vote=True, granted=False, known_epoch=known_epoch, echo_ms=action.message.sent_ms
-        )
+        PreVoteAnswer(peer_id, 0, granted=False, known_epoch=known_epoch, echo_ms=action.message.sent_ms)
         for action in actions
         if isinstance(action, Broadcast) and isinstance(action.message, Propose) and action.message.epoch == 0
         for peer_id in peer_ids
@@ -219,7 +222,9 @@ def own_epoch(message: Message) -> int | None:
     if isinstance(message, Propose):
         return None if message.pre_vote else message.epoch
     if isinstance(message, Promise):
-        return message.epoch if message.granted and not message.pre_vote else None
+        return message.epoch if message.granted else None
+    if isinstance(message, PreVoteAnswer | ConfirmRefused | TokenRefused):
+        return None
     if isinstance(message, Election) and message.sender in message.abstained:
         return None  # a ring token passed on without a vote carries the initiator's epoch
     return message.epoch
@@ -254,8 +259,16 @@ def propose(sender: int, epoch: int, resigned_leader: int | None = None) -> Prop
     return Propose(sender=sender, epoch=epoch, pre_vote=False, resigned_leader=resigned_leader)
 
 
-def promise(sender: int, epoch: int, *, pre_vote: bool, granted: bool, known_epoch: int) -> Promise:
-    return Promise(sender=sender, epoch=epoch, pre_vote=pre_vote, granted=granted, known_epoch=known_epoch)
+def promise(
+    sender: int, epoch: int, *, pre_vote: bool, granted: bool, known_epoch: int
+) -> Promise | PreVoteAnswer:
+    """The answer to a PROPOSE: PRE_VOTE_ANSWER to a pre-vote, PROMISE to a binding one."""
+    answer = PreVoteAnswer if pre_vote else Promise
+    return answer(sender=sender, epoch=epoch, granted=granted, known_epoch=known_epoch)
+
+
+def confirm_refused(sender: int, epoch: int, known_epoch: int) -> ConfirmRefused:
+    return ConfirmRefused(sender=sender, epoch=epoch, known_epoch=known_epoch)
 
 
 def confirm(sender: int, epoch: int, sent_ms: int, initiator: int | None = None) -> Confirm:

@@ -275,8 +275,9 @@ def test_a_lagging_highest_id_is_not_locked_out_by_epochs_it_never_saw() -> None
 
 # Classic Bully on a perfect network with n nodes, after the highest (the leader) died: the highest live
 # initiator sends n-2 COORDINATORs; the lowest starts the ELECTION/OK cascade, O(n^2). Here every
-# election also pays two quorum rounds (pre-vote + binding proposal: 2 x (n-1) PROPOSE and 2 x (n-2)
-# PROMISE, the dead member included in the broadcasts) and announces with n-1 COORDINATORs.
+# election also pays two quorum rounds (pre-vote + binding proposal: 2 x (n-1) PROPOSE, the dead member
+# included in the broadcasts, answered by n-2 PRE_VOTE_ANSWER and n-2 PROMISE) and announces with n-1
+# COORDINATORs.
 
 
 def single_initiator_election(n: int, initiator: int) -> Counter[MsgType]:
@@ -304,7 +305,8 @@ def quorum_rounds(n: int) -> Counter[MsgType]:
     return Counter(
         {
             MsgType.PROPOSE: 2 * (n - 1),
-            MsgType.PROMISE: 2 * (n - 2),
+            MsgType.PRE_VOTE_ANSWER: n - 2,
+            MsgType.PROMISE: n - 2,
             MsgType.CONFIRM: n - 1,
             MsgType.CONFIRMED: n - 2,
             MsgType.COORDINATOR: n - 1,

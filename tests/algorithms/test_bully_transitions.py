@@ -29,13 +29,14 @@ from node.core.actions import (
     SetTimer,
 )
 from node.core.events import TimerId
-from node.core.messages import Message, Promise, Propose
+from node.core.messages import Message, PreVoteAnswer, Promise, Propose
 from node.core.state import DurableState
 
 from .harness import (
     Driven,
     Logged,
     confirm,
+    confirm_refused,
     confirmed,
     coordinator,
     election,
@@ -70,11 +71,11 @@ def log(
     return Logged(event, level, peer, epoch, leader)
 
 
-def granted(voter: int, epoch: int, *, pre: bool, known: int) -> Promise:
+def granted(voter: int, epoch: int, *, pre: bool, known: int) -> Promise | PreVoteAnswer:
     return promise(voter, epoch, pre_vote=pre, granted=True, known_epoch=known)
 
 
-def refused(voter: int, epoch: int, *, pre: bool, known: int) -> Promise:
+def refused(voter: int, epoch: int, *, pre: bool, known: int) -> Promise | PreVoteAnswer:
     return promise(voter, epoch, pre_vote=pre, granted=False, known_epoch=known)
 
 
@@ -689,15 +690,28 @@ ROWS: list[Row] = [
         "voters no longer hold the promise (promised higher since): no leader once a majority is impossible",
         node5_confirming_4,
         lambda n: [
-            *n.receive(refused(1, 4, pre=False, known=6), 2125),
-            *n.receive(refused(2, 4, pre=False, known=6), 2126),
-            *n.receive(refused(3, 4, pre=False, known=6), 2127),
+            *n.receive(confirm_refused(1, 4, known_epoch=6), 2125),
+            *n.receive(confirm_refused(2, 4, known_epoch=6), 2126),
+            *n.receive(confirm_refused(3, 4, known_epoch=6), 2127),
         ],
         [
             CancelTimer(PROPOSAL),
             log("election_failed", WARNING, epoch=4),
             SetTimer(BACKOFF, 2261),
         ],
+        role=CANDIDATE,
+    ),
+    Row(
+        "late answers to the proposal or the pre-vote of the epoch being confirmed are not refusals to"
+        " confirm (CONFIRM_REFUSED is its own message: a voter that refused the pre-vote may hold the"
+        " binding promise since)",
+        node5_confirming_4,
+        lambda n: [
+            *n.receive(refused(1, 4, pre=False, known=6), 2125),
+            *n.receive(refused(2, 4, pre=True, known=6), 2126),
+            *n.receive(refused(3, 4, pre=True, known=6), 2127),
+        ],
+        [],
         role=CANDIDATE,
     ),
     Row(
@@ -727,7 +741,7 @@ ROWS: list[Row] = [
         "voter: CONFIRM of a promise it does not hold: refused, with its own epoch",
         lambda: idle(2, epoch=3),
         lambda n: n.receive(confirm(5, 4, sent_ms=1200), 1005),
-        [Send(5, refused(2, 4, pre=False, known=3))],
+        [Send(5, confirm_refused(2, 4, known_epoch=3))],
         durable=DurableState(3, None),
     ),
     Row(
@@ -903,12 +917,8 @@ ROWS: list[Row] = [
         "re-election: the followers' grants echo the stamp, so the incumbent leads again a round trip later",
         lambda: _then(leader(5, epoch=4), hb(3, 7, None), LEADER_MS + 100),
         lambda n: [
-            *n.receive(
-                Promise(1, 8, False, granted=True, known_epoch=8, echo_ms=LEADER_MS + 100), LEADER_MS + 103
-            ),
-            *n.receive(
-                Promise(2, 8, False, granted=True, known_epoch=8, echo_ms=LEADER_MS + 100), LEADER_MS + 104
-            ),
+            *n.receive(Promise(1, 8, granted=True, known_epoch=8, echo_ms=LEADER_MS + 100), LEADER_MS + 103),
+            *n.receive(Promise(2, 8, granted=True, known_epoch=8, echo_ms=LEADER_MS + 100), LEADER_MS + 104),
         ],
         [
             CancelTimer(PROPOSAL),
@@ -925,7 +935,7 @@ ROWS: list[Row] = [
         [
             Persist(DurableState(8, 5)),
             SetTimer(COORDINATOR, 6000),
-            Send(5, Promise(2, 8, False, granted=True, known_epoch=8, echo_ms=990)),
+            Send(5, Promise(2, 8, granted=True, known_epoch=8, echo_ms=990)),
             RoleChanged(CANDIDATE, None, 8),
         ],
         durable=DurableState(8, 5),
@@ -1050,8 +1060,8 @@ ROWS: list[Row] = [
         "handoff: grants that echo the proposal's stamp are the confirmations: lead without a CONFIRM round",
         lambda: _then(follower(4), resign(5, 3), 1000),
         lambda n: [
-            *n.receive(Promise(1, 4, False, granted=True, known_epoch=4, echo_ms=1000), 1003),
-            *n.receive(Promise(2, 4, False, granted=True, known_epoch=4, echo_ms=1000), 1004),
+            *n.receive(Promise(1, 4, granted=True, known_epoch=4, echo_ms=1000), 1003),
+            *n.receive(Promise(2, 4, granted=True, known_epoch=4, echo_ms=1000), 1004),
         ],
         [
             CancelTimer(PROPOSAL),
@@ -1071,7 +1081,7 @@ ROWS: list[Row] = [
         [
             Persist(DurableState(4, 4)),
             SetTimer(COORDINATOR, 6000),
-            Send(4, Promise(2, 4, False, granted=True, known_epoch=4, echo_ms=990)),
+            Send(4, Promise(2, 4, granted=True, known_epoch=4, echo_ms=990)),
             RoleChanged(CANDIDATE, None, 4),
             Send(3, refused(2, 5, pre=True, known=4)),
         ],

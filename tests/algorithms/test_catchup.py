@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from node.algorithms.catchup import PROBES_REMEMBERED, EpochCatchUp, is_catch_up_traffic
-from node.core.messages import Promise, Propose
+from node.core.messages import PreVoteAnswer, Promise, Propose
 
 PEERS_OF_1 = frozenset({2, 3, 4, 5})  # five members, quorum 3: a blocking set is 3 others
 SETTLE_MS = 3000
@@ -117,6 +117,6 @@ def test_nothing_was_ever_elected_only_when_every_member_said_0() -> None:
 
 def test_catch_up_traffic_is_a_pre_vote_for_epoch_0_and_its_answer() -> None:
     assert is_catch_up_traffic(Propose(1, 0, pre_vote=True, sent_ms=5))
-    assert is_catch_up_traffic(Promise(2, 0, pre_vote=True, granted=False, known_epoch=3, echo_ms=5))
+    assert is_catch_up_traffic(PreVoteAnswer(2, 0, granted=False, known_epoch=3, echo_ms=5))
     assert not is_catch_up_traffic(Propose(1, 1, pre_vote=True))
-    assert not is_catch_up_traffic(Promise(2, 4, pre_vote=False, granted=True, known_epoch=4))
+    assert not is_catch_up_traffic(Promise(2, 4, granted=True, known_epoch=4))

@@ -17,14 +17,17 @@ from node.core.messages import (
     MAX_INTEGER,
     Confirm,
     Confirmed,
+    ConfirmRefused,
     Coordinator,
     Election,
     Heartbeat,
     Message,
     Ok,
+    PreVoteAnswer,
     Promise,
     Propose,
     Resign,
+    TokenRefused,
 )
 from node.core.protocol import Algorithm
 from node.core.settings import Settings
@@ -63,14 +66,13 @@ hostile_messages: st.SearchStrategy[Message] = st.one_of(
         sent_ms=stamps,
     ),
     st.builds(
-        Promise,
-        sender=members,
-        epoch=epochs,
-        pre_vote=st.booleans(),
-        granted=st.booleans(),
-        known_epoch=epochs,
-        echo_ms=stamps,
+        Promise, sender=members, epoch=epochs, granted=st.booleans(), known_epoch=epochs, echo_ms=stamps
     ),
+    st.builds(
+        PreVoteAnswer, sender=members, epoch=epochs, granted=st.booleans(), known_epoch=epochs, echo_ms=stamps
+    ),
+    st.builds(ConfirmRefused, sender=members, epoch=epochs, known_epoch=epochs),
+    st.builds(TokenRefused, sender=members, epoch=epochs, known_epoch=epochs),
     st.builds(Resign, sender=members, epoch=epochs),
     st.builds(Confirm, sender=members, epoch=epochs, initiator=any_id, sent_ms=st.integers(0, MAX_INTEGER)),
     st.builds(Confirmed, sender=members, epoch=epochs, echo_ms=st.integers(0, MAX_INTEGER)),

@@ -33,14 +33,17 @@ from node.core.events import (
 from node.core.messages import (
     Confirm,
     Confirmed,
+    ConfirmRefused,
     Coordinator,
     Election,
     Heartbeat,
     Message,
     MsgType,
+    PreVoteAnswer,
     Promise,
     Propose,
     Resign,
+    TokenRefused,
 )
 from node.core.settings import Settings
 from node.core.state import DurableState
@@ -110,6 +113,7 @@ def _echoes_epoch(message: Message) -> bool:
     """Pre-votes, refusals and tokens passed on without a vote name an epoch the sender has not promised."""
     return (
         (isinstance(message, Propose) and message.pre_vote)
+        or isinstance(message, PreVoteAnswer | TokenRefused | ConfirmRefused)
         or (isinstance(message, Promise) and not message.granted)
         or (isinstance(message, Election) and message.sender in message.abstained)
     )
@@ -150,12 +154,12 @@ def coord(sender: int, epoch: int, leader_id: int, initiator: int) -> Coordinato
     return Coordinator(sender, epoch, leader_id=leader_id, initiator=initiator)
 
 
-def refusal(sender: int, epoch: int, known_epoch: int) -> Promise:
-    return Promise(sender, epoch, pre_vote=False, granted=False, known_epoch=known_epoch)
+def refusal(sender: int, epoch: int, known_epoch: int) -> TokenRefused:
+    return TokenRefused(sender, epoch, known_epoch=known_epoch)
 
 
-def grant(sender: int, epoch: int, known_epoch: int = 0) -> Promise:
-    return Promise(sender, epoch, pre_vote=True, granted=True, known_epoch=known_epoch)
+def grant(sender: int, epoch: int, known_epoch: int = 0) -> PreVoteAnswer:
+    return PreVoteAnswer(sender, epoch, granted=True, known_epoch=known_epoch)
 
 
 # ---------------------------------------------------------------------------------------------- given states
@@ -889,7 +893,8 @@ def test_the_transition_table_routes_ring_messages_to_the_ring() -> None:
     routed = {msg_type: getattr(handler, "__func__", None) for msg_type, handler in ring.handlers.items()}
     assert routed[MsgType.ELECTION] is Ring._on_token
     assert routed[MsgType.COORDINATOR] is Ring._on_coordinator_round
-    assert routed[MsgType.PROMISE] is Ring._on_promise_or_refusal
+    assert routed[MsgType.TOKEN_REFUSED] is Ring._on_token_refused
+    assert routed[MsgType.PRE_VOTE_ANSWER] is ElectionNode._on_pre_vote_answer  # the shared pre-vote
     assert routed[MsgType.PROPOSE] is ElectionNode._on_propose  # the shared promise rules
     assert routed[MsgType.HEARTBEAT] is ElectionNode._on_heartbeat
     assert MsgType.OK not in routed

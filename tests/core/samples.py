@@ -17,15 +17,18 @@ from hypothesis import strategies as st
 from node.core.messages import (
     Confirm,
     Confirmed,
+    ConfirmRefused,
     Coordinator,
     Election,
     Heartbeat,
     Message,
     MsgType,
     Ok,
+    PreVoteAnswer,
     Promise,
     Propose,
     Resign,
+    TokenRefused,
 )
 
 SECRET = b"cluster-secret-0123456789"
@@ -78,28 +81,42 @@ WIRE_EXAMPLES: list[tuple[Message, dict[str, Any]]] = [
         {"type": "PROPOSE", "from": 4, "epoch": 12, "pre_vote": False, "resigned_leader": 5, "sent_ms": 900},
     ),
     (
-        Promise(sender=3, epoch=11, pre_vote=False, granted=True, known_epoch=10),
+        Promise(sender=3, epoch=11, granted=True, known_epoch=10),
+        {"type": "PROMISE", "from": 3, "epoch": 11, "granted": True, "known_epoch": 10, "echo_ms": None},
+    ),
+    (
+        Promise(sender=3, epoch=12, granted=True, known_epoch=12, echo_ms=900),
+        {"type": "PROMISE", "from": 3, "epoch": 12, "granted": True, "known_epoch": 12, "echo_ms": 900},
+    ),
+    (
+        PreVoteAnswer(sender=2, epoch=11, granted=False, known_epoch=14),
         {
-            "type": "PROMISE",
-            "from": 3,
+            "type": "PRE_VOTE_ANSWER",
+            "from": 2,
             "epoch": 11,
-            "pre_vote": False,
-            "granted": True,
-            "known_epoch": 10,
+            "granted": False,
+            "known_epoch": 14,
             "echo_ms": None,
         },
     ),
     (
-        Promise(sender=3, epoch=12, pre_vote=False, granted=True, known_epoch=12, echo_ms=900),
+        PreVoteAnswer(sender=2, epoch=0, granted=False, known_epoch=14, echo_ms=77),
         {
-            "type": "PROMISE",
-            "from": 3,
-            "epoch": 12,
-            "pre_vote": False,
-            "granted": True,
-            "known_epoch": 12,
-            "echo_ms": 900,
+            "type": "PRE_VOTE_ANSWER",
+            "from": 2,
+            "epoch": 0,
+            "granted": False,
+            "known_epoch": 14,
+            "echo_ms": 77,
         },
+    ),
+    (
+        ConfirmRefused(sender=4, epoch=13, known_epoch=15),
+        {"type": "CONFIRM_REFUSED", "from": 4, "epoch": 13, "known_epoch": 15},
+    ),
+    (
+        TokenRefused(sender=1, epoch=13, known_epoch=16),
+        {"type": "TOKEN_REFUSED", "from": 1, "epoch": 13, "known_epoch": 16},
     ),
     (Resign(sender=6, epoch=12), {"type": "RESIGN", "from": 6, "epoch": 12}),
     (
@@ -151,15 +168,25 @@ _MESSAGE_STRATEGIES: dict[MsgType, st.SearchStrategy[Message]] = {
         Promise,
         sender=node_ids,
         epoch=node_ids,
-        pre_vote=_bools,
         granted=_bools,
         known_epoch=node_ids,
+        echo_ms=st.none() | node_ids,
+    ),
+    MsgType.PRE_VOTE_ANSWER: st.builds(
+        PreVoteAnswer,
+        sender=node_ids,
+        epoch=node_ids,
+        granted=_bools,
+        known_epoch=node_ids,
+        echo_ms=st.none() | node_ids,
     ),
     MsgType.RESIGN: st.builds(Resign, sender=node_ids, epoch=node_ids),
     MsgType.CONFIRM: st.builds(
         Confirm, sender=node_ids, epoch=node_ids, initiator=node_ids, sent_ms=node_ids
     ),
     MsgType.CONFIRMED: st.builds(Confirmed, sender=node_ids, epoch=node_ids, echo_ms=node_ids),
+    MsgType.CONFIRM_REFUSED: st.builds(ConfirmRefused, sender=node_ids, epoch=node_ids, known_epoch=node_ids),
+    MsgType.TOKEN_REFUSED: st.builds(TokenRefused, sender=node_ids, epoch=node_ids, known_epoch=node_ids),
 }
 assert set(_MESSAGE_STRATEGIES) == set(MsgType), "add a strategy for the new message type"
 messages = st.one_of(*_MESSAGE_STRATEGIES.values())

@@ -152,6 +152,7 @@ _NULLABLE: dict[str, set[str]] = {
     "HEARTBEAT": {"leader", "sent_ms", "echo_ms"},
     "PROPOSE": {"resigned_leader", "sent_ms"},
     "PROMISE": {"echo_ms"},
+    "PRE_VOTE_ANSWER": {"echo_ms"},
 }
 
 

@@ -15,15 +15,18 @@ from node.core.messages import (
     MESSAGE_CLASSES,
     Confirm,
     Confirmed,
+    ConfirmRefused,
     Coordinator,
     Election,
     Heartbeat,
     Message,
     MsgType,
     Ok,
+    PreVoteAnswer,
     Promise,
     Propose,
     Resign,
+    TokenRefused,
     from_wire,
 )
 
@@ -79,10 +82,13 @@ _VALID_KWARGS: dict[type[Message], dict[str, Any]] = {
     Ok: {"sender": 1, "epoch": 1},
     Coordinator: {"sender": 1, "epoch": 1, "leader_id": 1, "initiator": 1},
     Propose: {"sender": 1, "epoch": 1, "pre_vote": False},
-    Promise: {"sender": 1, "epoch": 1, "pre_vote": False, "granted": False, "known_epoch": 1},
+    Promise: {"sender": 1, "epoch": 1, "granted": False, "known_epoch": 1},
+    PreVoteAnswer: {"sender": 1, "epoch": 1, "granted": False, "known_epoch": 1},
     Resign: {"sender": 1, "epoch": 1},
     Confirm: {"sender": 1, "epoch": 1, "initiator": 1, "sent_ms": 1},
     Confirmed: {"sender": 1, "epoch": 1, "echo_ms": 1},
+    ConfirmRefused: {"sender": 1, "epoch": 1, "known_epoch": 1},
+    TokenRefused: {"sender": 1, "epoch": 1, "known_epoch": 1},
 }
 
 _BAD_NODE_IDS: list[Any] = [-1, True, False, 1.0, "1", None, [1], (1,)]

@@ -14,6 +14,7 @@ from node.core.codec import MAX_FRAME_BYTES, encode_body
 from node.core.messages import Heartbeat, Message, Resign
 from node.core.session import (
     NONCE_BYTES,
+    PROTOCOL_VERSION,
     Acceptor,
     Connector,
     Keyring,
@@ -258,8 +259,8 @@ def test_writing_after_welcome_is_refused_at_the_connector() -> None:
 @pytest.mark.parametrize(
     "change",
     [
-        {"v": 2},
         {"v": True},
+        {"v": "2"},
         {"from": True},
         {"from": 0},
         {"to": "2"},
@@ -279,6 +280,20 @@ def test_malformed_hello_is_refused(change: dict[str, Any]) -> None:
     body = json.loads(connector().hello_frame[4:])
     body.update(change)
     expect("malformed", acceptor(), json_frame(body))
+
+
+@pytest.mark.parametrize("version", [PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1, 0])
+def test_a_hello_of_another_protocol_version_is_refused_as_such(version: int) -> None:
+    """A member of another release: its own reason (and counter), so the operator sees why."""
+    body = json.loads(connector().hello_frame[4:])
+    body["v"] = version
+    a = acceptor()
+    a.receive(json_frame(body))
+    with pytest.raises(SessionError) as info:
+        while a.next_message() is not None:
+            pass
+    assert info.value.reason == "version"
+    assert f"protocol version {version}, this node speaks {PROTOCOL_VERSION}" in str(info.value)
 
 
 @pytest.mark.parametrize("payload", [b"", b"\xff", b"[]", b"{}", b'"HELLO"', b"[" * 60_000])

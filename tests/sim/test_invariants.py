@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from node.core.actions import Role
-from node.core.messages import Coordinator, Heartbeat, Promise, Propose
+from node.core.messages import (
+    ConfirmRefused,
+    Coordinator,
+    Heartbeat,
+    PreVoteAnswer,
+    Promise,
+    Propose,
+    TokenRefused,
+)
 from node.core.state import DurableState
 from node.sim.invariants import (
     InvariantViolatedError,
@@ -127,10 +135,14 @@ def test_leader_whose_epoch_is_not_durable() -> None:
         (Coordinator(1, 6, 1, 1), 5, True),
         (Propose(1, 6, pre_vote=True), 5, False),  # a pre-vote binds nobody: not persisted
         (Propose(1, 6, pre_vote=False), 5, True),
-        (Promise(1, 6, pre_vote=False, granted=True, known_epoch=6), 5, True),
-        (Promise(1, 6, pre_vote=False, granted=False, known_epoch=5), 5, False),  # echo of a refusal
-        (Promise(1, 6, pre_vote=True, granted=True, known_epoch=5), 5, False),
-        (Promise(1, 6, pre_vote=True, granted=True, known_epoch=6), 5, True),
+        (Promise(1, 6, granted=True, known_epoch=6), 5, True),
+        (Promise(1, 6, granted=False, known_epoch=5), 5, False),  # echo of a refusal
+        (PreVoteAnswer(1, 6, granted=True, known_epoch=5), 5, False),
+        (PreVoteAnswer(1, 6, granted=True, known_epoch=6), 5, True),
+        (ConfirmRefused(1, 6, known_epoch=5), 5, False),
+        (ConfirmRefused(1, 4, known_epoch=6), 5, True),
+        (TokenRefused(1, 6, known_epoch=5), 5, False),
+        (TokenRefused(1, 4, known_epoch=6), 5, True),
     ],
 )
 def test_persist_before_send(message: object, durable_epoch: int, violates: bool) -> None:
