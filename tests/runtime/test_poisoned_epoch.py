@@ -1,7 +1,7 @@
 """Recovering from a poisoned epoch, on real processes (issue 13, item 2; docs/operations.md,
 "Recovering from a poisoned epoch").
 
-Before the door bounded epochs (EPOCH_MAX, EPOCH_JUMP_MAX in node/algorithms/base.py), one signed
+Before the door bounded epochs (EPOCH_MAX, EPOCH_JUMP_MAX in node/algorithms/machine.py), one signed
 COORDINATOR with an epoch near 2^63 was accepted and persisted by every member. Such a state file is
 written here by hand on all three nodes of a cluster that had elected a leader, and the test shows what
 the nodes do with it now (they run, but each rejects the others' messages as implausible: no leader,

@@ -18,7 +18,7 @@ import random
 
 import pytest
 
-import node.algorithms.base
+import node.algorithms.machine
 from node.core.actions import Role
 from node.core.messages import Coordinator, MsgType
 from node.sim.byzantine import WALK_CEILING, Epochs, Forger
@@ -90,7 +90,7 @@ def test_the_forger_covers_the_hostile_space() -> None:
         values = [m.epoch for m in messages]
         assert any(e <= 12 for e in values)
         assert any(9 < e <= WALK_CEILING for e in values)
-        assert any(e > node.algorithms.base.EPOCH_JUMP_MAX + 9 for e in values)
+        assert any(e > node.algorithms.machine.EPOCH_JUMP_MAX + 9 for e in values)
         assert {m.sender for m in messages} >= {4, 2, 0, 6}  # the liar, the receiver, non-members
         backing = [
             m
@@ -103,12 +103,12 @@ def test_the_forger_covers_the_hostile_space() -> None:
 
 
 def test_the_nemesis_has_teeth_without_the_epoch_door(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the door of base.py open (any epoch up to 2^63 - 1 accepted), the liar's far epochs reach
+    """With the door of machine.py open (any epoch up to 2^63 - 1 accepted), the liar's far epochs reach
     a disk, and the next proposal cannot be built: the sweep must report it."""
-    if not hasattr(node.algorithms.base, "EPOCH_JUMP_MAX"):
-        pytest.skip("base.py has no EPOCH_JUMP_MAX any more: update this mutant")
-    monkeypatch.setattr(node.algorithms.base, "EPOCH_JUMP_MAX", 2**63)
-    monkeypatch.setattr(node.algorithms.base, "EPOCH_MAX", 2**63)
+    if not hasattr(node.algorithms.machine, "EPOCH_JUMP_MAX"):
+        pytest.skip("machine.py has no EPOCH_JUMP_MAX any more: update this mutant")
+    monkeypatch.setattr(node.algorithms.machine, "EPOCH_JUMP_MAX", 2**63)
+    monkeypatch.setattr(node.algorithms.machine, "EPOCH_MAX", 2**63)
     seen: list[str] = []
     for seed in range(40):
         result = run_seed(RunConfig("bully", 5, seed, nemeses=FORGING))
