@@ -15,6 +15,7 @@ from pathlib import Path
 
 from node.algorithms.base import EPOCH_MAX
 from node.core.actions import EventName, LogLevel
+from node.core.session import PROTOCOL_VERSION
 from node.core.state import StateCorruptError, load_state
 from node.runtime.config import ConfigError, load_config
 from node.runtime.journal import Journal
@@ -27,7 +28,9 @@ EXIT_BAD_CONFIG = 2
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leader-node", description="Leader-election daemon.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {package_version()} (protocol {PROTOCOL_VERSION})"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the daemon")
     run.add_argument("--config", required=True, type=Path, help="path to node.toml")

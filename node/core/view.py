@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from node.core.actions import Role
 from node.core.detector import PeerState
+from node.core.session import PROTOCOL_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,4 +40,5 @@ class NodeView:
             },
             "quorum": {"size": self.quorum_size, "reachable": self.reachable},
             "catching_up": self.catching_up,
+            "protocol_version": PROTOCOL_VERSION,
         }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from node.core.session import PROTOCOL_VERSION
+
 from .cluster import Cluster, http_get
 
 
@@ -28,7 +30,9 @@ def test_status_leader_and_metrics(make_cluster: Callable[..., Cluster]) -> None
             "peers",
             "quorum",
             "catching_up",
+            "protocol_version",
         }
+        assert status["protocol_version"] == PROTOCOL_VERSION
         assert status["catching_up"] is False  # a new cluster: every member answered epoch 0
         assert status["node_id"] == node_id
         assert status["role"] == ("leader" if node_id == leader_id else "follower")

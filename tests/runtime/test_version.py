@@ -8,17 +8,26 @@ from collections.abc import Callable
 
 import pytest
 
+from node.core.session import PROTOCOL_VERSION
 from node.version import package_version
 
 from .cluster import Cluster, wait_until
 
 
-@pytest.mark.parametrize(("module", "prog"), [("node", "leader-node"), ("node.leaderctl", "leaderctl")])
-def test_version_option(module: str, prog: str) -> None:
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        # the daemon also names the peer protocol it speaks: the role restarts every member together
+        # when an upgrade changes it (docs/operations.md, "Upgrading")
+        ("node", f"leader-node {package_version()} (protocol {PROTOCOL_VERSION})\n"),
+        ("node.leaderctl", f"leaderctl {package_version()}\n"),
+    ],
+)
+def test_version_option(module: str, expected: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=60, check=False
     )
-    assert (result.returncode, result.stdout, result.stderr) == (0, f"{prog} {package_version()}\n", "")
+    assert (result.returncode, result.stdout, result.stderr) == (0, expected, "")
     assert package_version() != "unknown"  # the test venv has the package installed (make venv: -e .)
 
 
