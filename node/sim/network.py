@@ -37,10 +37,12 @@ class LinkFaults:
 
 @dataclass(frozen=True, slots=True)
 class NetworkProfile:
-    """The healthy network: each link draws its own delay range inside these bounds."""
+    """The healthy network: each link draws its own delay range inside these bounds. `same_on_every_link`
+    (tests): no per-link range; every message on every link draws its delay from the whole bounds."""
 
     delay_ms_min: int = 1
     delay_ms_max: int = 30
+    same_on_every_link: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.delay_ms_min <= self.delay_ms_max <= DELAY_MS_MAX_LIMIT:
@@ -54,7 +56,9 @@ class Network:
         self._link_delay_ms: dict[Link, tuple[int, int]] = {}
         for src in self.node_ids:
             for dst in self.node_ids:
-                if src != dst:
+                if src != dst and profile.same_on_every_link:
+                    self._link_delay_ms[(src, dst)] = (profile.delay_ms_min, profile.delay_ms_max)
+                elif src != dst:
                     low = rng.randint(profile.delay_ms_min, profile.delay_ms_max)
                     self._link_delay_ms[(src, dst)] = (low, rng.randint(low, profile.delay_ms_max))
         self._last_delivery_ms: dict[Link, int] = {}

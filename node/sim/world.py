@@ -10,11 +10,17 @@ Execution rules (what the runtime does for real):
 - `Persist` is durable at once (the disk survives crashes); `Log` goes into the history.
 - A paused node (SIGSTOP) queues its deliveries and timers and runs them, late, when resumed.
 Invariants are checked after every step; the first safety violation stops the run.
+
+Opt-ins for tests (tests/algorithms/harness.py), none of which the runner uses: `run_until(until=...)`
+stops at the first item after which a condition holds, `on_send` sees every message an algorithm sends,
+`crash(reset_connections=False)` kills a node without the peers' reset hints, and
+`resume(messages_first=True)` runs a paused node's queued messages before its timers and hints.
 """
 
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +49,7 @@ from node.sim.scheduler import Scheduler
 from node.sim.trace import Trace
 
 AlgorithmFactory = Callable[[Settings, DurableState, random.Random], Algorithm]
+SendHook = Callable[[int, tuple[int, ...], Message], None]  # (sender, destinations, message)
 
 MAX_ACTIONS_PER_STEP = 1_000  # one event producing more actions than this is a bug
 RST_DELAY_MS = (1, 5)  # a refused connect or a reset reaches the sender this fast on loopback
@@ -91,6 +98,7 @@ class World:
         self.on_step: Callable[[], None] | None = None  # extra check after a step that changed a view
         self.views_changed = False
         self.on_log: Callable[[HistoryEvent], None] | None = None  # scenario tests: react to a log line
+        self.on_send: SendHook | None = None  # tests: see each Send/Broadcast (sender, destinations, message)
         self._leaders: set[int] = set()  # nodes whose last view said leader
 
     @property
@@ -106,7 +114,10 @@ class World:
 
     # --- the loop --------------------------------------------------------------------------------
 
-    def run_until(self, end_ms: int) -> None:
+    def run_until(self, end_ms: int, until: Callable[[], bool] | None = None) -> bool:
+        """Run every item due up to `end_ms`, then move the clock to `end_ms`. With `until` (tests): stop
+        right after the first item that makes it true, the clock at that item's time. Returns whether
+        `until` stopped the run."""
         while (next_ms := self.scheduler.next_time_ms()) is not None and next_ms <= end_ms:
             item = self.scheduler.pop()
             if isinstance(item, Callback):
@@ -115,7 +126,10 @@ class World:
                 item.run()
             else:
                 self._dispatch(item)
+            if until is not None and until():
+                return True
         self.scheduler.now_ms = max(self.scheduler.now_ms, end_ms)
+        return False
 
     def _dispatch(self, item: NodeItem) -> None:
         if isinstance(item, Delivery):
@@ -218,9 +232,13 @@ class World:
         node_id = node.node_id
         if isinstance(action, Send):
             self._check_send(node, action.message)
+            if self.on_send is not None:
+                self.on_send(node_id, (action.peer_id,), action.message)
             self._send(node, action.peer_id, action.message)
         elif isinstance(action, Broadcast):
             self._check_send(node, action.message)
+            if self.on_send is not None:
+                self.on_send(node_id, node.peer_ids, action.message)
             for peer_id in node.peer_ids:
                 self._send(node, peer_id, action.message)
         elif isinstance(action, SetTimer):
@@ -338,19 +356,20 @@ class World:
         self.log(f"n{node_id} disk wiped (was {node.disk})")
         node.disk = DurableState()
 
-    def crash(self, node_id: int, *, graceful: bool = False) -> None:
+    def crash(self, node_id: int, *, graceful: bool = False, reset_connections: bool = True) -> None:
         """SIGKILL (or the exit after a graceful stop). Peers with an open connection get a reset hint,
-        if the path lets it through."""
+        if the path lets it through. `reset_connections=False` (tests): they get none and learn of the
+        crash only from a later refused send or from silence."""
         node = self.nodes[node_id]
         if not node.alive:
             return
-        self.log(f"n{node_id} {'exit' if graceful else 'crash'}")
+        self.log(f"n{node_id} {'exit' if graceful else 'crash'}{'' if reset_connections else ' (no reset)'}")
         self.views_changed = True
         self._leaders.discard(node_id)
         for peer_id in sorted(node.connected):
             peer = self.nodes[peer_id]
             peer.connected.discard(node_id)
-            if peer.alive and not self.network.is_blocked(node_id, peer_id):
+            if reset_connections and peer.alive and not self.network.is_blocked(node_id, peer_id):
                 self.scheduler.at(
                     self._hint_ms(node_id, peer_id), HintDue(peer_id, peer.incarnation, node_id)
                 )
@@ -394,13 +413,17 @@ class World:
             self.log(f"n{node_id} pause")
             node.paused = True
 
-    def resume(self, node_id: int) -> None:
-        """SIGCONT: everything that came due while paused runs now, late, in its original order."""
+    def resume(self, node_id: int, *, messages_first: bool = False) -> None:
+        """SIGCONT: everything that came due while paused runs now, late, in its original order; with
+        `messages_first` (tests), the queued messages before the timers and hints (a runtime does not
+        guarantee either order)."""
         node = self.nodes[node_id]
         if not (node.alive and node.paused):
             return
         self.log(f"n{node_id} resume with {len(node.stash)} queued")
         node.paused = False
+        if messages_first:
+            node.stash = deque(sorted(node.stash, key=lambda item: not isinstance(item, Delivery)))
         while node.stash and node.alive:
             item = node.stash.popleft()
             if isinstance(item, TimerDue) and node.timers.get(item.timer) != item.generation:

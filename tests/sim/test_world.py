@@ -7,12 +7,13 @@ from collections.abc import Callable
 
 import pytest
 
-from node.core.actions import Action, CancelTimer, Persist, Send, SetTimer
+from node.core.actions import Action, Broadcast, CancelTimer, Persist, Send, SetTimer
 from node.core.events import Event, MessageReceived, PeerUnreachable, Start, TimerFired, TimerId
 from node.core.messages import Heartbeat
 from node.core.settings import Settings
 from node.core.state import DurableState
 from node.sim.invariants import InvariantViolatedError
+from node.sim.network import Network, NetworkProfile
 from node.sim.runner import RunConfig, build_world
 from node.sim.world import RST_DELAY_MS, World
 
@@ -202,3 +203,94 @@ def test_heal_all_restarts_crashed_paused_and_stopping_nodes_and_cancels_pending
     world.run_until(10_000)
     assert all(node.running and not node.stopping for node in world.nodes.values())
     assert not any("must not happen" in line for line in world.trace.tail)
+
+
+# --- opt-ins for the test harness (tests/algorithms/harness.py); the runner uses none of them -----------
+
+
+def _heartbeat_every_100_ms(probe: Probe, event: Event) -> list[Action]:
+    """Each node sends node 1 (or node 1 sends node 2) a heartbeat every 100 ms."""
+    me = probe.settings.node_id
+    if isinstance(event, Start | TimerFired):
+        return [
+            Send(2 if me == 1 else 1, Heartbeat(me, 0, None)),
+            SetTimer(TimerId.HEARTBEAT, event.now_ms + 100),
+        ]
+    return []
+
+
+def test_run_until_stops_right_after_the_item_that_makes_the_condition_true() -> None:
+    world, lives = make_world(_heartbeat_every_100_ms)
+    world.start(1)
+    world.start(2)
+
+    def received() -> bool:
+        return any(isinstance(e, MessageReceived) for e in lives[1][0].events)
+
+    assert world.run_until(5_000, until=received)
+    assert (
+        1 <= world.now_ms <= 30
+        and len([e for e in lives[1][0].events if isinstance(e, MessageReceived)]) == 1
+    )
+    assert not world.run_until(1_000, until=lambda: False) and world.now_ms == 1_000
+
+
+def test_on_send_sees_every_send_and_broadcast_with_its_destinations() -> None:
+    sends: list[tuple[int, tuple[int, ...], type]] = []
+
+    def script(probe: Probe, event: Event) -> list[Action]:
+        if isinstance(event, Start) and probe.settings.node_id == 1:
+            return [Send(3, Heartbeat(1, 0, None)), Broadcast(Heartbeat(1, 0, None))]
+        return []
+
+    world, _ = make_world(script)
+    world.on_send = lambda src, dsts, message: sends.append((src, dsts, type(message)))
+    world.start(1)  # 2 and 3 are down: the sends still count
+    assert sends == [(1, (3,), Heartbeat), (1, (2, 3), Heartbeat)]
+
+
+def test_a_crash_without_reset_gives_no_hint_until_a_peer_sends_to_it() -> None:
+    world, lives = make_world(_heartbeat_every_100_ms)
+    for node_id in (1, 2, 3):
+        world.start(node_id)
+    world.run_until(250)
+    world.crash(1, reset_connections=False)
+    world.run_until(299)
+    assert not [e for p in (2, 3) for e in lives[p][0].events if isinstance(e, PeerUnreachable)]
+    world.run_until(400)  # their next heartbeats to 1 (at 300) are refused
+    for peer in (2, 3):
+        hints = [e for e in lives[peer][0].events if isinstance(e, PeerUnreachable)]
+        assert hints and hints[0].peer_id == 1 and 300 < hints[0].now_ms <= 300 + RST_DELAY_MS[1]
+
+
+def test_resume_with_messages_first_runs_queued_messages_before_timers() -> None:
+    def script(probe: Probe, event: Event) -> list[Action]:
+        me = probe.settings.node_id
+        if isinstance(event, Start) and me == 1:
+            return [SetTimer(TimerId.HEARTBEAT, 300), SetTimer(TimerId.DETECTOR, 100)]
+        if isinstance(event, Start) and me == 2:
+            return [SetTimer(TimerId.HEARTBEAT, 200)]
+        if isinstance(event, TimerFired) and me == 2:
+            return [Send(1, Heartbeat(2, 0, None))]
+        return []
+
+    world, lives = make_world(script)
+    world.start(1)
+    world.start(2)
+    world.pause(1)
+    world.run_until(5_000)
+    world.resume(1, messages_first=True)
+    late = lives[1][0].events[1:]
+    assert [type(e).__name__ for e in late] == ["MessageReceived", "TimerFired", "TimerFired"]
+    assert [e.timer for e in late if isinstance(e, TimerFired)] == [TimerId.DETECTOR, TimerId.HEARTBEAT]
+
+
+def test_a_network_with_the_same_delays_on_every_link_draws_no_link_ranges() -> None:
+    rng = random.Random(3)
+    network = Network(
+        [1, 2, 3], rng, NetworkProfile(delay_ms_min=1, delay_ms_max=20, same_on_every_link=True)
+    )
+    assert rng.random() == random.Random(3).random()  # nothing drawn at construction
+    for src, dst in ((1, 2), (3, 1)):  # one message every 100 ms: FIFO never holds one back
+        delays = {network.transit_delays_ms(src, dst, t_ms)[0] - t_ms for t_ms in range(0, 30_000, 100)}
+        assert delays == set(range(1, 21))
