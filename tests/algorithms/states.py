@@ -1,4 +1,4 @@
-"""Given-states for the transition tables: a node driven through real events into a known state.
+"""Given-states for the Bully transition tables: a node driven through real events into a known state.
 
 Every builder uses only `step()`; nothing pokes at private fields, so a state here is one a real node can
 be in. Clock convention: the node starts at 0 and hears its peers at HEARD_MS; a row's event happens at the
@@ -14,6 +14,8 @@ from node.core.events import TimerId
 
 from .harness import MEMBERS_5, Driven, confirmed, hb, promise
 
+ALGORITHM = "bully"
+
 # Built nodes started a failure timeout before 0, so their start-up blackout (no votes for
 # failure_timeout after a restart) is over when a row's events begin at 0 or later.
 STARTED_MS = -3000
@@ -23,7 +25,7 @@ LEADER_MS = HEARD_MS + 2000  # when a built leader won: its listen window ended
 
 def started(node_id: int, epoch: int = 0, voted_for: int | None = None, **kw: Any) -> Driven:
     """Started, has heard nobody yet: no quorum."""
-    node = Driven(node_id, epoch=epoch, voted_for=voted_for, **kw)
+    node = Driven(ALGORITHM, node_id, epoch=epoch, voted_for=voted_for, **kw)
     node.start(STARTED_MS)
     return node
 
@@ -63,7 +65,7 @@ def leader(node_id: int = 5, epoch: int = 4, members: tuple[int, ...] = MEMBERS_
     """Leads `epoch`: won the pre-vote and the proposal with the promises of the lowest peers, which then
     confirmed them (echoing the winner's stamp). Every lower peer was heard at HEARD_MS and again at
     LEADER_MS, when it won (higher ids never were: down)."""
-    node = Driven(node_id, members=members, epoch=epoch - 1, **kw)
+    node = Driven(ALGORITHM, node_id, members=members, epoch=epoch - 1, **kw)
     node.start(STARTED_MS)
     node.now_ms = HEARD_MS
     node.hear(*(p for p in node.settings.peer_ids if p < node_id))

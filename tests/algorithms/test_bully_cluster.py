@@ -1,8 +1,9 @@
 """Bully on several in-memory nodes: a perfect network (no loss, FIFO links), virtual time, no sleeps.
 
-Each scenario is a short script against harness.Cluster; every step of every node is checked for
-persist-before-send, monotonic epochs and one leader per epoch. Default timers: heartbeat 1 s, failure
-3 s, election 5 s (listen 2 s). Latencies are drawn per message from a seeded generator.
+Each scenario is a short script against harness.Cluster (the simulator's World); every step of every
+node is checked against the simulator's invariants: persist-before-send, monotonic epochs, one leader
+per epoch. Default timers: heartbeat 1 s, failure 3 s, election 5 s (listen 2 s). Latencies are drawn
+per message from a seeded generator.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from node.core.state import DurableState
 
 from .harness import MEMBERS_5, Cluster
 
+ALGORITHM = "bully"
 ELECTION_MS = 5000
 FAILURE_MS = 3000
 HEARTBEAT_MS = 1000
@@ -31,7 +33,7 @@ def has_leader(cluster: Cluster) -> bool:
 
 def started_cluster(seed: int, stagger_ms: int = 400, delay_ms_max: int = 20, **kw: object) -> Cluster:
     """Five nodes started within `stagger_ms` of each other, converged on a leader."""
-    cluster = Cluster(seed=seed, delay_ms_min=1, delay_ms_max=delay_ms_max, **kw)  # type: ignore[arg-type]
+    cluster = Cluster(ALGORITHM, seed=seed, delay_ms_min=1, delay_ms_max=delay_ms_max, **kw)  # type: ignore[arg-type]
     for node_id in MEMBERS_5:
         cluster.start(node_id, at_ms=cluster.now_ms + cluster.rng.randint(0, stagger_ms))
     assert cluster.run_until(has_leader, 30_000), cluster.dump()
@@ -53,7 +55,7 @@ def replaced(old_leader: int) -> Callable[[Cluster], bool]:
 def assert_single_leader_and_epoch(cluster: Cluster) -> tuple[int, int]:
     agreed = cluster.agreed_leader()
     assert agreed is not None, cluster.dump()
-    assert {cluster.members[i].durable.epoch for i in cluster.live()} == {agreed[1]}
+    assert {cluster.durable(i).epoch for i in cluster.live()} == {agreed[1]}
     return agreed
 
 
@@ -62,10 +64,10 @@ def assert_single_leader_and_epoch(cluster: Cluster) -> tuple[int, int]:
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_concurrent_start_converges_on_one_leader_and_epoch_within_two_election_timeouts(seed: int) -> None:
-    cluster = Cluster(seed=seed, delay_ms_min=1, delay_ms_max=30)
+    cluster = Cluster(ALGORITHM, seed=seed, delay_ms_min=1, delay_ms_max=30)
     cluster.start()  # all at once: every listen window ends together, every node starts an election
     assert cluster.run_until(has_leader, LISTEN_MS + 2 * ELECTION_MS), cluster.dump()
-    first_election_ms = cluster.events("election_started")[0].at_ms
+    first_election_ms = cluster.events("election_started")[0].time_ms
     assert cluster.now_ms - first_election_ms <= 2 * ELECTION_MS
     leader, epoch = assert_single_leader_and_epoch(cluster)
     assert leader == 5  # Bully: the highest id wins when everyone is up
@@ -118,7 +120,7 @@ def test_graceful_shutdown_of_the_leader_hands_off_without_any_timeout(seed: int
     leader, epoch = assert_single_leader_and_epoch(cluster)
     cluster.shutdown(leader)
     stopped_at = cluster.now_ms
-    assert [e.log.event for e in cluster.events("resigned")] == ["resigned"]
+    assert [e.event for e in cluster.events("resigned")] == ["resigned"]
     assert cluster.run_until(has_leader, stopped_at + 2 * ELECTION_MS), cluster.dump()
     assert cluster.now_ms - stopped_at < 100, cluster.dump()  # a few round trips of <= 5 ms
     assert cluster.agreed_leader() == (4, epoch + 1)
@@ -137,7 +139,7 @@ def test_a_paused_leader_is_replaced_and_steps_down_when_it_resumes(seed: int) -
     cluster.resume(old_leader, messages_first=seed % 2 == 0)
     assert cluster.run_until(has_leader, cluster.now_ms + 2 * HEARTBEAT_MS), cluster.dump()
     assert cluster.agreed_leader() == (new_leader, new_epoch)
-    assert cluster.members[old_leader].role is Role.FOLLOWER
+    assert cluster.role(old_leader) is Role.FOLLOWER
 
 
 def test_a_resumed_leader_never_acts_under_its_old_epoch() -> None:
@@ -158,7 +160,7 @@ def test_a_resumed_leader_never_acts_under_its_old_epoch() -> None:
                 if n == old_leader and m.epoch == old_epoch
             ]
             stale += [
-                f"seed {seed}: {e}"
+                f"seed {seed}: {e.describe()}"
                 for e in cluster.events("became_leader", since_ms=resumed_at, node_id=old_leader)
             ]
     assert not stale, "\n".join(stale[:10])
@@ -171,10 +173,10 @@ def test_a_leader_cut_off_from_the_majority_steps_down_within_failure_timeout() 
         cluster.crash(follower, notify=False)
     cut_at = cluster.now_ms
     # The lease (echoed heartbeat stamps) may end it a little before the detector reports no-quorum.
-    cluster.run_until(lambda c: c.members[leader].role is Role.NO_QUORUM, cut_at + 2 * FAILURE_MS)
-    assert cluster.members[leader].role is Role.NO_QUORUM
+    cluster.run_until(lambda c: c.role(leader) is Role.NO_QUORUM, cut_at + 2 * FAILURE_MS)
+    assert cluster.role(leader) is Role.NO_QUORUM
     assert cluster.now_ms - cut_at <= FAILURE_MS
-    assert [e.log.event for e in cluster.events("quorum_lost", node_id=leader)] == ["quorum_lost"]
+    assert [e.event for e in cluster.events("quorum_lost", node_id=leader)] == ["quorum_lost"]
     cluster.run_for(10 * ELECTION_MS)
     assert cluster.leaders() == [], "a minority never elects"
     assert cluster.epochs()[4] == epoch and cluster.epochs()[leader] == epoch, "nor inflates its epoch"
@@ -184,11 +186,11 @@ def test_a_leader_cut_off_from_the_majority_steps_down_within_failure_timeout() 
 
 
 def test_no_quorum_start_up_elects_nobody_and_persists_nothing() -> None:
-    cluster = Cluster(seed=3, delay_ms_min=1, delay_ms_max=10)
+    cluster = Cluster(ALGORITHM, seed=3, delay_ms_min=1, delay_ms_max=10)
     cluster.start(1, 2)
     cluster.run_for(10 * ELECTION_MS)
     assert cluster.leaders() == []
-    assert [cluster.members[i].role for i in (1, 2)] == [Role.NO_QUORUM, Role.NO_QUORUM]
+    assert [cluster.role(i) for i in (1, 2)] == [Role.NO_QUORUM, Role.NO_QUORUM]
     assert cluster.epochs() == dict.fromkeys(MEMBERS_5, 0)
     assert cluster.events("election_started") == []
     # Fresh nodes that cannot hear enough members keep probing (epoch 0); they never propose an epoch.
@@ -252,7 +254,7 @@ def test_a_restarted_higher_id_takes_over_with_preempt(seed: int) -> None:
     ), cluster.dump()
     new_leader, new_epoch = assert_single_leader_and_epoch(cluster)
     assert (new_leader, new_epoch > epoch) == (5, True)
-    assert [e.log.event for e in cluster.events("stepped_down", since_ms=restarted_at, node_id=4)] == [
+    assert [e.event for e in cluster.events("stepped_down", since_ms=restarted_at, node_id=4)] == [
         "stepped_down"
     ]
 
@@ -261,6 +263,7 @@ def test_a_lagging_highest_id_is_not_locked_out_by_epochs_it_never_saw() -> None
     # Node 4 won a pre-vote, persisted epoch 4 and got promises from 1..3, then died before leading;
     # node 5 was away at epoch 3. Bully defers everyone to 5, whose first pre-vote (4) they refuse.
     cluster = Cluster(
+        ALGORITHM,
         seed=7,
         delay_ms_min=1,
         delay_ms_max=5,
@@ -286,11 +289,11 @@ def single_initiator_election(n: int, initiator: int) -> Counter[MsgType]:
     heartbeats excluded."""
     members = tuple(range(1, n + 1))
     fast = {"heartbeat_interval_ms": 100, "failure_timeout_ms": FAILURE_MS}
-    cluster = Cluster(members, seed=0, per_node={initiator: fast})  # latency exactly 1 ms
+    cluster = Cluster(ALGORITHM, members, seed=0, per_node={initiator: fast})  # latency exactly 1 ms
     cluster.start(*members[:-1])
     cluster.run_until(lambda c: bool(c.events("election_started")), 10 * ELECTION_MS)
     assert [e.node_id for e in cluster.events("election_started")] == [initiator]
-    election_at = cluster.events("election_started")[0].at_ms
+    election_at = cluster.events("election_started")[0].time_ms
     assert cluster.run_until(has_leader, cluster.now_ms + 2 * ELECTION_MS), cluster.dump()
     assert cluster.agreed_leader() == (n - 1, 1)
     assert {e.node_id for e in cluster.events("election_started")} == set(range(initiator, n))

@@ -29,7 +29,7 @@ from node.core.actions import (
     SetTimer,
 )
 from node.core.events import TimerId
-from node.core.messages import Message, PreVoteAnswer, Promise, Propose
+from node.core.messages import Message, PreVoteAnswer, Promise
 from node.core.state import DurableState
 
 from .harness import (
@@ -47,7 +47,7 @@ from .harness import (
     propose,
     resign,
 )
-from .states import LEADER_MS, advance, candidate_awaiting_ok, follower, idle, leader, started
+from .states import ALGORITHM, LEADER_MS, advance, candidate_awaiting_ok, follower, idle, leader, started
 
 INFO, NOTICE, WARNING = LogLevel.INFO, LogLevel.NOTICE, LogLevel.WARNING
 HEARTBEAT, DETECTOR, LISTEN = TimerId.HEARTBEAT, TimerId.DETECTOR, TimerId.LISTEN
@@ -71,8 +71,10 @@ def log(
     return Logged(event, level, peer, epoch, leader)
 
 
-def granted(voter: int, epoch: int, *, pre: bool, known: int) -> Promise | PreVoteAnswer:
-    return promise(voter, epoch, pre_vote=pre, granted=True, known_epoch=known)
+def granted(
+    voter: int, epoch: int, *, pre: bool, known: int, echo_ms: int | None = None
+) -> Promise | PreVoteAnswer:
+    return promise(voter, epoch, pre_vote=pre, granted=True, known_epoch=known, echo_ms=echo_ms)
 
 
 def refused(voter: int, epoch: int, *, pre: bool, known: int) -> Promise | PreVoteAnswer:
@@ -99,7 +101,7 @@ def _then(node: Driven, message: Message, at_ms: int) -> Driven:
 
 def _restarted_and_heard(node_id: int, at_ms: int) -> Driven:
     """Restarted at `at_ms` with epoch 2 on disk, and heard every peer (no leader) 100 ms later."""
-    node = Driven(node_id, epoch=2)
+    node = Driven(ALGORITHM, node_id, epoch=2)
     node.start(at_ms)
     node.now_ms = at_ms + 100
     node.hear(*node.settings.peer_ids)
@@ -196,7 +198,7 @@ ROWS: list[Row] = [
     # --- start-up -----------------------------------------------------------------------------------
     Row(
         "start: heartbeat, listen through the start-up blackout (failure_timeout), no quorum yet",
-        lambda: Driven(3, epoch=2),
+        lambda: Driven(ALGORITHM, 3, epoch=2),
         lambda n: n.start(0),
         [
             log("started", epoch=2),
@@ -907,7 +909,7 @@ ROWS: list[Row] = [
         [
             log("reelection_started", NOTICE, epoch=4, leader=5),
             Persist(DurableState(8, 5)),
-            Broadcast(Propose(5, 8, pre_vote=False, sent_ms=LEADER_MS + 100)),
+            Broadcast(propose(5, 8, sent_ms=LEADER_MS + 100)),
             SetTimer(PROPOSAL, LEADER_MS + 100 + 5000),
             RoleChanged(CANDIDATE, None, 8),
         ],
@@ -917,8 +919,8 @@ ROWS: list[Row] = [
         "re-election: the followers' grants echo the stamp, so the incumbent leads again a round trip later",
         lambda: _then(leader(5, epoch=4), hb(3, 7, None), LEADER_MS + 100),
         lambda n: [
-            *n.receive(Promise(1, 8, granted=True, known_epoch=8, echo_ms=LEADER_MS + 100), LEADER_MS + 103),
-            *n.receive(Promise(2, 8, granted=True, known_epoch=8, echo_ms=LEADER_MS + 100), LEADER_MS + 104),
+            *n.receive(granted(1, 8, pre=False, known=8, echo_ms=LEADER_MS + 100), LEADER_MS + 103),
+            *n.receive(granted(2, 8, pre=False, known=8, echo_ms=LEADER_MS + 100), LEADER_MS + 104),
         ],
         [
             CancelTimer(PROPOSAL),
@@ -931,11 +933,11 @@ ROWS: list[Row] = [
     Row(
         "a follower grants its own live leader's binding proposal (re-election) and echoes the stamp",
         lambda: follower(2),
-        lambda n: n.receive(Propose(5, 8, pre_vote=False, sent_ms=990), 1000),
+        lambda n: n.receive(propose(5, 8, sent_ms=990), 1000),
         [
             Persist(DurableState(8, 5)),
             SetTimer(COORDINATOR, 6000),
-            Send(5, Promise(2, 8, granted=True, known_epoch=8, echo_ms=990)),
+            Send(5, granted(2, 8, pre=False, known=8, echo_ms=990)),
             RoleChanged(CANDIDATE, None, 8),
         ],
         durable=DurableState(8, 5),
@@ -943,7 +945,7 @@ ROWS: list[Row] = [
     Row(
         "a follower still refuses a binding proposal of anyone but its live leader",
         lambda: follower(2),
-        lambda n: n.receive(Propose(4, 8, pre_vote=False, sent_ms=990), 1000),
+        lambda n: n.receive(propose(4, 8, sent_ms=990), 1000),
         [Send(4, refused(2, 8, pre=False, known=3))],
         role=FOLLOWER,
     ),
@@ -1051,7 +1053,7 @@ ROWS: list[Row] = [
             log("leader_lost", NOTICE, epoch=3, leader=5),
             log("election_started", epoch=3),
             Persist(DurableState(4, 4)),
-            Broadcast(Propose(4, 4, pre_vote=False, resigned_leader=5, sent_ms=1000)),  # stamped
+            Broadcast(propose(4, 4, resigned_leader=5, sent_ms=1000)),  # stamped
             SetTimer(PROPOSAL, 6000),
             RoleChanged(CANDIDATE, None, 4),
         ],
@@ -1060,8 +1062,8 @@ ROWS: list[Row] = [
         "handoff: grants that echo the proposal's stamp are the confirmations: lead without a CONFIRM round",
         lambda: _then(follower(4), resign(5, 3), 1000),
         lambda n: [
-            *n.receive(Promise(1, 4, granted=True, known_epoch=4, echo_ms=1000), 1003),
-            *n.receive(Promise(2, 4, granted=True, known_epoch=4, echo_ms=1000), 1004),
+            *n.receive(granted(1, 4, pre=False, known=4, echo_ms=1000), 1003),
+            *n.receive(granted(2, 4, pre=False, known=4, echo_ms=1000), 1004),
         ],
         [
             CancelTimer(PROPOSAL),
@@ -1075,13 +1077,13 @@ ROWS: list[Row] = [
         "handoff: a voter's grant of a stamped proposal echoes the stamp, and it then backs the candidate",
         lambda: follower(2),
         lambda n: [
-            *n.receive(Propose(4, 4, pre_vote=False, resigned_leader=5, sent_ms=990), 1000),
+            *n.receive(propose(4, 4, resigned_leader=5, sent_ms=990), 1000),
             *n.receive(pre_vote(3, 5), 1500),
         ],
         [
             Persist(DurableState(4, 4)),
             SetTimer(COORDINATOR, 6000),
-            Send(4, Promise(2, 4, granted=True, known_epoch=4, echo_ms=990)),
+            Send(4, granted(2, 4, pre=False, known=4, echo_ms=990)),
             RoleChanged(CANDIDATE, None, 4),
             Send(3, refused(2, 5, pre=True, known=4)),
         ],

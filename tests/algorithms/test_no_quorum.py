@@ -7,10 +7,9 @@ from typing import Any
 
 from node.core.actions import Log, LogLevel, Role
 from node.core.events import TimerId
-from node.core.messages import Heartbeat
 
-from .harness import Driven
-from .states import leader
+from .harness import Driven, hb
+from .states import ALGORITHM, leader
 
 HEARTBEAT_MS, ELECTION_MS = 1000, 5000  # the defaults; listen window 2000, failure timeout 3000
 
@@ -27,7 +26,7 @@ def run(node: Driven, until_ms: int, heard: tuple[int, ...], leader: int | None 
         at_ms += HEARTBEAT_MS
         before = len(no_quorum_warnings(node))
         for peer_id in heard:
-            node.receive(Heartbeat(peer_id, node.durable.epoch, leader), at_ms)
+            node.receive(hb(peer_id, node.durable.epoch, leader), at_ms)
         node.fire(TimerId.HEARTBEAT, at_ms)
         if node.armed.get(TimerId.LISTEN, until_ms + 1) <= at_ms:
             node.fire(TimerId.LISTEN, at_ms)
@@ -37,10 +36,10 @@ def run(node: Driven, until_ms: int, heard: tuple[int, ...], leader: int | None 
 
 def cut_off(members: tuple[int, ...] = (1, 2, 3, 4, 5), heard: tuple[int, ...] = (2,), **kw: Any) -> Driven:
     """Node 1 restarted with an epoch on disk, hearing only `heard`."""
-    node = Driven(1, members=members, epoch=3, **kw)
+    node = Driven(ALGORITHM, 1, members=members, epoch=3, **kw)
     node.start(0)
     for peer_id in heard:
-        node.receive(Heartbeat(peer_id, 3, None), 0)
+        node.receive(hb(peer_id, 3, None), 0)
     return node
 
 
@@ -91,7 +90,7 @@ def test_a_leader_lost_with_the_majority_warns_at_once() -> None:
 
 
 def test_a_one_node_cluster_never_warns() -> None:
-    node = Driven(1, members=(1,), epoch=3)
+    node = Driven(ALGORITHM, 1, members=(1,), epoch=3)
     node.start(0)
     node.fire(TimerId.LISTEN, 3000)
     assert node.role is Role.LEADER
