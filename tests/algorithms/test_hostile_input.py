@@ -120,11 +120,8 @@ def test_no_sequence_of_valid_messages_makes_step_raise(algorithm: str, epoch: i
 
 def _leader(algorithm: str) -> tuple[Algorithm, int]:
     """Node 5 of 1..5 leading, built by real events (the transition tables' given-states)."""
-    if algorithm == "bully":
-        driven = leader(5, epoch=4)
-        return driven.algorithm, driven.now_ms
-    node = leading(5)
-    return node.ring, node.now_ms
+    driven = leader(5, epoch=4) if algorithm == "bully" else leading(5)
+    return driven.algorithm, driven.now_ms
 
 
 def test_a_signed_claim_to_our_own_epoch_is_rejected_and_we_keep_leading() -> None:

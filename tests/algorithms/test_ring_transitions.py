@@ -3,53 +3,44 @@ the node must do about it.
 
 A row's expectation is the protocol-relevant projection of the actions, in order: messages sent
 (`Send`/`Broadcast`), states persisted, election timers armed, and journal events by name. Heartbeats and
-the detector's housekeeping are left out; so is the CancelTimer noise of the shared base. Every step is
-also checked for persist-before-send. Members 1..5, default timers (heartbeat 1 s, failure 3 s, election
-5 s). Epochs are ballots, round x 5 + rank: from epoch 0, node k proposes 5 + (k - 1).
+the detector's housekeeping are left out; so is the CancelTimer noise of the shared base. Nodes are
+driven by harness.Driven, which checks every step for persist-before-send. Members 1..5, default timers
+(heartbeat 1 s, failure 3 s, election 5 s). Epochs are ballots, round x 5 + rank: from epoch 0, node k
+proposes 5 + (k - 1).
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from node.algorithms import ALGORITHMS, make_algorithm
+from node.algorithms import ALGORITHMS
 from node.algorithms.base import ElectionNode
 from node.algorithms.ring import Phase, Ring
-from node.core.actions import Action, Broadcast, Log, Persist, Role, RoleChanged, Send, SetTimer
-from node.core.events import (
-    Event,
-    MessageReceived,
-    PeerUnreachable,
-    ShutdownRequested,
-    Start,
-    TimerFired,
-    TimerId,
-)
-from node.core.messages import (
-    Confirm,
-    Confirmed,
-    ConfirmRefused,
-    Coordinator,
-    Election,
-    Heartbeat,
-    Message,
-    MsgType,
-    PreVoteAnswer,
-    Promise,
-    Propose,
-    Resign,
-    TokenRefused,
-)
-from node.core.settings import Settings
+from node.core.actions import Broadcast, Log, Persist, Role, RoleChanged, Send, SetTimer
+from node.core.events import ShutdownRequested, TimerId
+from node.core.messages import Coordinator, Election, Heartbeat, Message, MsgType
 from node.core.state import DurableState
 
-from .harness import probe_answers
+from .harness import (
+    Driven,
+    Logged,
+    confirm,
+    confirmed,
+    coordinator,
+    grant,
+    hb,
+    pre_vote,
+    propose,
+    resign,
+    token,
+    token_refused,
+)
 
+ALGORITHM = "ring"
 MEMBERS = (1, 2, 3, 4, 5)
 HEARD_MS = 100
 EVENT_MS = 1_000  # rows happen here: every peer heard recently, the listen window not over yet
@@ -58,65 +49,15 @@ RELAYED_MS = 1_000  # when a `relaying` node got its token (the end of `idle`)
 ELECTION_TIMERS = (TimerId.ELECTION, TimerId.COORDINATOR, TimerId.PROPOSAL)
 
 
-class Node:
-    """One Ring driven by hand in virtual time; it remembers its durable state as last persisted."""
-
-    def __init__(self, node_id: int, epoch: int = 0, voted_for: int | None = None, **overrides: Any) -> None:
-        settings = Settings(node_id=node_id, member_ids=overrides.pop("members", MEMBERS), **overrides)
-        self.durable = DurableState(epoch, voted_for)
-        algorithm = make_algorithm("ring", settings, self.durable, random.Random(0))
-        assert isinstance(algorithm, Ring)
-        self.ring = algorithm
-        self.now_ms = 0
-
-    def step(self, event: Event) -> list[Action]:
-        self.now_ms = event.now_ms
-        actions = self.ring.step(event)
-        for action in actions:  # persist before send, in action order
-            if isinstance(action, Persist):
-                assert action.state.epoch >= self.durable.epoch
-                self.durable = action.state
-            elif isinstance(action, Send | Broadcast) and not _echoes_epoch(action.message):
-                assert action.message.epoch <= self.durable.epoch, (action, self.durable)
-        return actions
-
-    def start(self, at_ms: int) -> list[Action]:
-        """Start; a node without a state catches up at once, as in a cluster never elected."""
-        actions = self.step(Start(at_ms))
-        for answer in probe_answers(actions, self.ring.settings.peer_ids):
-            self.receive(answer, at_ms)
-        return actions
-
-    def receive(self, message: Message, at_ms: int | None = None) -> list[Action]:
-        return self.step(MessageReceived(self.now_ms if at_ms is None else at_ms, message))
-
-    def fire(self, timer: TimerId, at_ms: int | None = None) -> list[Action]:
-        return self.step(TimerFired(self.now_ms if at_ms is None else at_ms, timer))
-
-    def unreachable(self, peer_id: int, at_ms: int | None = None) -> list[Action]:
-        return self.step(PeerUnreachable(self.now_ms if at_ms is None else at_ms, peer_id))
-
-    def hear(self, *peer_ids: int, at_ms: int | None = None, leader_id: int | None = None) -> None:
-        for peer_id in peer_ids:
-            self.receive(Heartbeat(peer_id, self.durable.epoch, leader_id), at_ms)
-
-    @property
-    def role(self) -> Role:
-        return self.ring.view(self.now_ms).role
-
-    @property
-    def leader_id(self) -> int | None:
-        return self.ring.view(self.now_ms).leader_id
+def driven(node_id: int, epoch: int = 0, voted_for: int | None = None, **overrides: Any) -> Driven:
+    """One Ring driven by hand in virtual time (harness.Driven: it remembers its durable state as last
+    persisted and checks persist-before-send on every step)."""
+    return Driven(ALGORITHM, node_id, overrides.pop("members", MEMBERS), epoch, voted_for, **overrides)
 
 
-def _echoes_epoch(message: Message) -> bool:
-    """Pre-votes, refusals and tokens passed on without a vote name an epoch the sender has not promised."""
-    return (
-        (isinstance(message, Propose) and message.pre_vote)
-        or isinstance(message, PreVoteAnswer | TokenRefused | ConfirmRefused)
-        or (isinstance(message, Promise) and not message.granted)
-        or (isinstance(message, Election) and message.sender in message.abstained)
-    )
+def ring_of(node: Driven) -> Ring:
+    assert isinstance(node.algorithm, Ring)
+    return node.algorithm
 
 
 # ---------------------------------------------------------------------------------------------- projection
@@ -128,7 +69,7 @@ class Timer:
     after_ms: int
 
 
-def project(node: Node, actions: Sequence[Action]) -> list[Any]:
+def project(node: Driven, actions: Sequence[Any]) -> list[Any]:
     out: list[Any] = []
     for action in actions:
         if isinstance(action, Send) and not isinstance(action.message, Heartbeat):
@@ -141,25 +82,14 @@ def project(node: Node, actions: Sequence[Action]) -> list[Any]:
             out.append("backoff")  # its length is the shared jittered backoff, tested with the base
         elif isinstance(action, SetTimer) and action.timer in ELECTION_TIMERS:
             out.append(Timer(action.timer, action.at_ms - node.now_ms))
-        elif isinstance(action, Log) and action.event not in ("peer_recovered", "peer_suspected"):
+        elif isinstance(action, Log | Logged) and action.event not in ("peer_recovered", "peer_suspected"):
             out.append(action.event)
     return out
 
 
-def token(sender: int, epoch: int, initiator: int, *ids: int) -> Election:
-    return Election(sender, epoch, initiator=initiator, ids=ids)
-
-
 def coord(sender: int, epoch: int, leader_id: int, initiator: int) -> Coordinator:
-    return Coordinator(sender, epoch, leader_id=leader_id, initiator=initiator)
-
-
-def refusal(sender: int, epoch: int, known_epoch: int) -> TokenRefused:
-    return TokenRefused(sender, epoch, known_epoch=known_epoch)
-
-
-def grant(sender: int, epoch: int, known_epoch: int = 0) -> PreVoteAnswer:
-    return PreVoteAnswer(sender, epoch, granted=True, known_epoch=known_epoch)
+    """A COORDINATOR of the ring round, as relayed by `sender`."""
+    return coordinator(leader_id, epoch, sender=sender, initiator=initiator)
 
 
 # ---------------------------------------------------------------------------------------------- given states
@@ -171,52 +101,52 @@ def idle(
     voted_for: int | None = None,
     heard: Sequence[int] | None = None,
     **overrides: Any,
-) -> Node:
+) -> Driven:
     """Started a failure timeout before 0 (its start-up blackout is over); heard `heard` (default: every
     peer) at HEARD_MS, none claiming to lead."""
-    node = Node(node_id, epoch, voted_for, **overrides)
-    node.start(-node.ring.settings.failure_timeout_ms)
+    node = driven(node_id, epoch, voted_for, **overrides)
+    node.start(-node.settings.failure_timeout_ms)
     peers = [p for p in MEMBERS if p != node_id] if heard is None else heard
     node.hear(*peers, at_ms=HEARD_MS)
     node.now_ms = EVENT_MS
     return node
 
 
-def relaying(node_id: int, message: Election, **kw: Any) -> Node:
+def relaying(node_id: int, message: Election, **kw: Any) -> Driven:
     """Idle, then promised `message`'s election and passed its token on."""
     node = idle(node_id, **kw)
     node.receive(message)
-    assert node.ring.phase is Phase.AWAIT_COORDINATOR
+    assert ring_of(node).phase is Phase.AWAIT_COORDINATOR
     return node
 
 
-def initiating(node_id: int = 3, **kw: Any) -> Node:
+def initiating(node_id: int = 3, **kw: Any) -> Driven:
     """Listened in vain, won the pre-vote (grants from its two successors), sent its token on."""
     node = idle(node_id, **kw)
     node.fire(TimerId.LISTEN, at_ms=LISTEN_MS)
-    peers = kw.get("heard") or [p for p in node.ring.ring if p != node_id]
-    granters = peers[: node.ring.settings.quorum_size - 1]
+    peers = kw.get("heard") or [p for p in ring_of(node).ring if p != node_id]
+    granters = peers[: node.settings.quorum_size - 1]
     for peer in granters:
         node.receive(grant(peer, node.durable.epoch + 1))
-    assert node.ring.phase is Phase.AWAIT_TOKEN
+    assert ring_of(node).phase is Phase.AWAIT_TOKEN
     return node
 
 
-def following(node_id: int, leader_id: int = 5, epoch: int = 4) -> Node:
+def following(node_id: int, leader_id: int = 5, epoch: int = 4) -> Driven:
     node = idle(node_id, epoch=epoch)
-    node.receive(Heartbeat(leader_id, epoch, leader_id))
+    node.receive(hb(leader_id, epoch, leader_id))
     assert node.leader_id == leader_id
     return node
 
 
-def leading(node_id: int = 5, **kw: Any) -> Node:
+def leading(node_id: int = 5, **kw: Any) -> Driven:
     """Initiated; its token came back listing it and every lower id (a majority), so it won, and those
     voters confirmed their promises (echoing its stamp)."""
     node = initiating(node_id, **kw)
-    ids = (node_id, *(p for p in node.ring.ring if p < node_id))
+    ids = (node_id, *(p for p in ring_of(node).ring if p < node_id))
     node.receive(token(ids[-1], node.durable.epoch, node_id, *ids))
     for voter in ids[1:]:
-        node.receive(Confirmed(voter, node.durable.epoch, echo_ms=node.now_ms))
+        node.receive(confirmed(voter, node.durable.epoch, echo_ms=node.now_ms))
     assert node.role is Role.LEADER
     return node
 
@@ -227,8 +157,8 @@ def leading(node_id: int = 5, **kw: Any) -> Node:
 @dataclass(frozen=True)
 class Row:
     name: str
-    given: Callable[[], Node]
-    when: Callable[[Node], list[Action]]
+    given: Callable[[], Driven]
+    when: Callable[[Driven], list[Any]]
     then: list[Any]
     phase: Phase | None = None
     role: Role | None = None
@@ -291,27 +221,27 @@ ROWS = [
         "token with a stale epoch: refused, nothing persisted",
         lambda: idle(2, epoch=9),
         lambda n: n.receive(token(1, 5, 1, 1)),
-        ["message_rejected", (1, refusal(2, 5, 9))],
+        ["message_rejected", (1, token_refused(2, 5, 9))],
         Phase.IDLE,
     ),
     Row(
         "token for an epoch already promised to another initiator: refused",
         lambda: idle(2, epoch=7, voted_for=3),
         lambda n: n.receive(token(1, 7, 1, 1)),
-        ["message_rejected", (1, refusal(2, 7, 7))],
+        ["message_rejected", (1, token_refused(2, 7, 7))],
         Phase.IDLE,
     ),
     Row(
         "token for an epoch accepted from a leader: refused",
         lambda: following(2, leader_id=5, epoch=9),
         lambda n: n.receive(token(1, 9, 4, 4, 5, 1)),
-        ["message_rejected", (4, refusal(2, 9, 9))],
+        ["message_rejected", (4, token_refused(2, 9, 9))],
         role=Role.FOLLOWER,
     ),
     Row(
         "RESIGN of our leader, the highest live id: it runs at once (no pre-vote), its token goes round",
         lambda: following(4, leader_id=5, epoch=4),
-        lambda n: n.receive(Resign(5, 4)),
+        lambda n: n.receive(resign(5, 4)),
         [
             "leader_lost",
             "election_started",
@@ -325,7 +255,7 @@ ROWS = [
     Row(
         "RESIGN of our leader, a higher id is live: no rival token, wait for the successor's COORDINATOR",
         lambda: following(2, leader_id=5, epoch=4),
-        lambda n: n.receive(Resign(5, 4)),
+        lambda n: n.receive(resign(5, 4)),
         ["leader_lost", "election_started", Timer(TimerId.COORDINATOR, 5000)],
         Phase.AWAIT_COORDINATOR,
         Role.CANDIDATE,
@@ -333,11 +263,11 @@ ROWS = [
     Row(
         "after a RESIGN, every higher id we waited for is unreachable: a full election (pre-vote first),"
         " which fails at once here since only 1 and 2 are left to answer",
-        lambda: _then_unreachable(_then(following(2, leader_id=5, epoch=4), Resign(5, 4)), 3),
+        lambda: _then_unreachable(_then(following(2, leader_id=5, epoch=4), resign(5, 4)), 3),
         lambda n: n.unreachable(4),
         [
             "election_started",
-            ("all", Propose(2, 5, pre_vote=True)),
+            ("all", pre_vote(2, 5)),
             Timer(TimerId.PROPOSAL, 5000),
             "election_failed",
             "backoff",
@@ -348,14 +278,14 @@ ROWS = [
         "token while following a live leader: refused (no disruption on rejoin)",
         lambda: following(2, leader_id=5, epoch=4),
         lambda n: n.receive(token(1, 10, 1, 1)),
-        ["message_rejected", (1, refusal(2, 10, 4))],
+        ["message_rejected", (1, token_refused(2, 10, 4))],
         role=Role.FOLLOWER,
     ),
     Row(
         "token at a leader: refused, it keeps leading",
         lambda: leading(5),
         lambda n: n.receive(token(4, 12, 3, 3, 4)),
-        ["message_rejected", (3, refusal(5, 12, 9))],
+        ["message_rejected", (3, token_refused(5, 12, 9))],
         role=Role.LEADER,
     ),
     Row(
@@ -418,14 +348,14 @@ ROWS = [
         "token back, the initiator is the highest id: it won, and asks its voters to confirm",
         lambda: initiating(5),
         lambda n: n.receive(token(4, 9, 5, 5, 1, 2, 3, 4)),
-        ["election_decided", ("all", Confirm(5, 9, 5, sent_ms=LISTEN_MS)), Timer(TimerId.PROPOSAL, 3000)],
+        ["election_decided", ("all", confirm(5, 9, LISTEN_MS)), Timer(TimerId.PROPOSAL, 3000)],
         Phase.IDLE,
         Role.CANDIDATE,
     ),
     Row(
         "a majority confirmed: it leads and starts the COORDINATOR round",
         lambda: _then(initiating(5), token(4, 9, 5, 5, 1, 2, 3, 4)),
-        lambda n: [*n.receive(Confirmed(1, 9, LISTEN_MS)), *n.receive(Confirmed(4, 9, LISTEN_MS))],
+        lambda n: [*n.receive(confirmed(1, 9, LISTEN_MS)), *n.receive(confirmed(4, 9, LISTEN_MS))],
         ["became_leader", (1, coord(5, 9, 5, 5))],
         Phase.IDLE,
         Role.LEADER,
@@ -470,14 +400,14 @@ ROWS = [
     Row(
         "refused on the way: the attempt fails at once (no timeout wait)",
         lambda: initiating(3),
-        lambda n: n.receive(refusal(4, 7, 12)),
+        lambda n: n.receive(token_refused(4, 7, 12)),
         ["election_failed", "backoff"],
         Phase.IDLE,
     ),
     Row(
         "a refusal for another epoch: ignored",
         lambda: initiating(3),
-        lambda n: n.receive(refusal(4, 2, 12)),
+        lambda n: n.receive(token_refused(4, 2, 12)),
         [],
         Phase.AWAIT_TOKEN,
     ),
@@ -498,7 +428,7 @@ ROWS = [
         "an initiator meets a lower election: refuses it, its own goes on",
         lambda: initiating(3),
         lambda n: n.receive(token(2, 6, 2, 2)),
-        ["message_rejected", (2, refusal(3, 6, 7))],
+        ["message_rejected", (2, token_refused(3, 6, 7))],
         Phase.AWAIT_TOKEN,
     ),
     Row(
@@ -513,14 +443,14 @@ ROWS = [
         "the winner's promise is exactly (E, initiator): it asks the voters to confirm",
         lambda: relaying(5, token(4, 7, 3, 3, 4)),
         lambda n: n.receive(coord(3, 7, 5, 3)),
-        [("all", Confirm(5, 7, 3, sent_ms=RELAYED_MS)), Timer(TimerId.PROPOSAL, 3000)],
+        [("all", confirm(5, 7, RELAYED_MS, initiator=3)), Timer(TimerId.PROPOSAL, 3000)],
         Phase.IDLE,
         Role.CANDIDATE,
     ),
     Row(
         "the winner confirmed by a majority of the election's voters takes office, then starts the round",
         lambda: _then(relaying(5, token(4, 7, 3, 3, 4)), coord(3, 7, 5, 3)),
-        lambda n: [*n.receive(Confirmed(3, 7, RELAYED_MS)), *n.receive(Confirmed(4, 7, RELAYED_MS))],
+        lambda n: [*n.receive(confirmed(3, 7, RELAYED_MS)), *n.receive(confirmed(4, 7, RELAYED_MS))],
         ["became_leader", (1, coord(5, 7, 5, 3))],
         Phase.IDLE,
         Role.LEADER,
@@ -536,8 +466,8 @@ ROWS = [
     Row(
         "a voter of the election confirms the winner's stamp (the initiator too)",
         lambda: _then(initiating(3), token(1, 7, 3, 3, 4, 5, 1)),
-        lambda n: n.receive(Confirm(5, 7, 3, sent_ms=4321)),
-        [(5, Confirmed(3, 7, echo_ms=4321))],
+        lambda n: n.receive(confirm(5, 7, 4321, initiator=3)),
+        [(5, confirmed(3, 7, echo_ms=4321))],
         Phase.AWAIT_COORDINATOR,
         Role.CANDIDATE,
     ),
@@ -603,14 +533,14 @@ ROWS = [
         "start-up blackout: the token goes on without our id or any promise",
         lambda: _restarted(2, epoch=3),
         lambda n: n.receive(token(1, 5, 1, 1)),
-        ["election_abstained", (3, Election(2, 5, initiator=1, ids=(1,), abstained=(2,)))],
+        ["election_abstained", (3, token(2, 5, 1, 1, abstained=(2,)))],
         Phase.IDLE,
     ),
     Row(
         "start-up blackout: a token of an epoch we already hold is still refused (the initiator learns ours)",
         lambda: _restarted(2, epoch=9),
         lambda n: n.receive(token(1, 5, 1, 1)),
-        ["message_rejected", (1, refusal(2, 5, 9))],
+        ["message_rejected", (1, token_refused(2, 5, 9))],
     ),
     Row(
         "start-up blackout: a copy of a token we passed on is dropped",
@@ -621,14 +551,14 @@ ROWS = [
     Row(
         "initiator: a token back short of a majority is not sent again to the nodes that abstained",
         initiating,
-        lambda n: n.receive(Election(2, 7, initiator=3, ids=(3, 4), abstained=(5, 1, 2))),
+        lambda n: n.receive(token(2, 7, 3, 3, 4, abstained=(5, 1, 2))),
         ["election_failed", "backoff"],
         Phase.IDLE,
     ),
     Row(
         "a token listing a node both as voter and as abstainer is malformed",
         lambda: idle(3),
-        lambda n: n.receive(Election(2, 5, initiator=1, ids=(1, 2), abstained=(2,))),
+        lambda n: n.receive(token(2, 5, 1, 1, 2, abstained=(2,))),
         ["message_rejected"],
         Phase.IDLE,
     ),
@@ -636,11 +566,11 @@ ROWS = [
     Row(
         "a leader that hears a higher epoch nobody leads re-runs for its next ballot above it, stamped",
         leading,
-        lambda n: n.receive(Heartbeat(3, 12, None)),
+        lambda n: n.receive(hb(3, 12, None)),
         [
             "reelection_started",
             DurableState(19, 5),
-            ("all", Propose(5, 19, pre_vote=False, sent_ms=LISTEN_MS)),
+            ("all", propose(5, 19, sent_ms=LISTEN_MS)),
             Timer(TimerId.PROPOSAL, 5000),
         ],
         Phase.IDLE,
@@ -703,70 +633,70 @@ ROWS = [
         "the winner the initiator handed over to is unreachable: a new election at once",
         lambda: _decided(initiating(3)),
         lambda n: n.unreachable(5),
-        ["election_started", ("all", Propose(3, 8, pre_vote=True)), Timer(TimerId.PROPOSAL, 5000)],
+        ["election_started", ("all", pre_vote(3, 8)), Timer(TimerId.PROPOSAL, 5000)],
         role=Role.CANDIDATE,
     ),
 ]
 
 
-def _after_listen(node_id: int, **kw: Any) -> Node:
+def _after_listen(node_id: int, **kw: Any) -> Driven:
     node = idle(node_id, **kw)
     node.fire(TimerId.LISTEN, at_ms=LISTEN_MS)
     return node
 
 
-def _restarted(node_id: int, epoch: int) -> Node:
+def _restarted(node_id: int, epoch: int) -> Driven:
     """Restarted at 0 with `epoch` on disk and heard every peer (none leading): inside its start-up
     blackout (failure_timeout) at EVENT_MS."""
-    node = Node(node_id, epoch)
+    node = driven(node_id, epoch)
     node.start(0)
     node.hear(*(p for p in MEMBERS if p != node_id), at_ms=HEARD_MS)
     node.now_ms = EVENT_MS
     return node
 
 
-def _hinted(node: Node, peer_id: int) -> Node:
+def _hinted(node: Driven, peer_id: int) -> Driven:
     node.unreachable(peer_id)
     return node
 
 
-def _then(node: Node, message: Message) -> Node:
+def _then(node: Driven, message: Message) -> Driven:
     node.receive(message)
     return node
 
 
-def _then_unreachable(node: Node, peer_id: int) -> Node:
+def _then_unreachable(node: Driven, peer_id: int) -> Driven:
     node.unreachable(peer_id)
     return node
 
 
-def _decided(node: Node) -> Node:
+def _decided(node: Driven) -> Driven:
     """The initiator's token came back from everyone; it handed COORDINATOR to node 5."""
     epoch = node.durable.epoch
     node.receive(token(2, epoch, 3, 3, 4, 5, 1, 2))
-    assert node.ring.phase is Phase.AWAIT_COORDINATOR
+    assert ring_of(node).phase is Phase.AWAIT_COORDINATOR
     return node
 
 
-def _retried(node: Node) -> Node:
+def _retried(node: Driven) -> Driven:
     """The token was lost; after the backoff the initiator runs again with a higher ballot."""
     node.fire(TimerId.ELECTION, at_ms=_keep_alive(node, node.now_ms + 5000))
     node.fire(TimerId.BACKOFF, at_ms=node.now_ms + 100)
     node.receive(grant(4, node.durable.epoch + 1, node.durable.epoch))
     node.receive(grant(5, node.durable.epoch + 1, node.durable.epoch))
-    assert node.durable == DurableState(12, 3) and node.ring.phase is Phase.AWAIT_TOKEN
+    assert node.durable == DurableState(12, 3) and ring_of(node).phase is Phase.AWAIT_TOKEN
     return node
 
 
-def _later(node: Node, after_ms: int) -> Node:
+def _later(node: Driven, after_ms: int) -> Driven:
     node.now_ms = _keep_alive(node, node.now_ms + after_ms)
     return node
 
 
-def _keep_alive(node: Node, until_ms: int) -> int:
+def _keep_alive(node: Driven, until_ms: int) -> int:
     """Hear every peer each second until `until_ms` (so nobody is suspected); returns `until_ms`."""
     while node.now_ms + 1000 < until_ms:
-        node.hear(*node.ring.settings.peer_ids, at_ms=node.now_ms + 1000)
+        node.hear(*node.settings.peer_ids, at_ms=node.now_ms + 1000)
     return until_ms
 
 
@@ -776,7 +706,7 @@ def test_transition(row: Row) -> None:
     actions = row.when(node)
     assert project(node, actions) == row.then
     if row.phase is not None:
-        assert node.ring.phase is row.phase
+        assert ring_of(node).phase is row.phase
     if row.role is not None:
         assert node.role is row.role
 
@@ -786,7 +716,7 @@ def test_transition(row: Row) -> None:
 
 def test_a_refusal_teaches_the_initiator_to_propose_above_the_refusers_epoch() -> None:
     node = initiating(3)
-    node.receive(refusal(4, 7, 12))
+    node.receive(token_refused(4, 7, 12))
     node.fire(TimerId.BACKOFF, at_ms=node.now_ms + 100)
     actions = node.receive(grant(4, 13, 12)) + node.receive(grant(5, 13, 12))
     assert project(node, actions) == [
@@ -814,7 +744,7 @@ def test_a_node_recovering_mid_election_joins_instead_of_starting_its_own() -> N
     node = idle(2, epoch=5, voted_for=1, heard=[1, 3, 4, 5])
     node.receive(token(1, 5, 1, 1))
     assert project(node, node.fire(TimerId.LISTEN, at_ms=LISTEN_MS)) == []
-    assert node.ring.phase is Phase.AWAIT_COORDINATOR
+    assert ring_of(node).phase is Phase.AWAIT_COORDINATOR
 
 
 def test_a_node_that_promises_drops_its_own_pre_vote() -> None:
@@ -822,7 +752,7 @@ def test_a_node_that_promises_drops_its_own_pre_vote() -> None:
     node.receive(token(2, 9, 5, 5, 1, 2))
     late_grants = node.receive(grant(4, 1)) + node.receive(grant(5, 1))
     assert project(node, late_grants) == []
-    assert node.durable == DurableState(9, 5) and node.ring.phase is Phase.AWAIT_COORDINATOR
+    assert node.durable == DurableState(9, 5) and ring_of(node).phase is Phase.AWAIT_COORDINATOR
 
 
 def test_a_stop_right_after_losing_quorum_publishes_the_step_down_and_resigns_nothing() -> None:
@@ -835,22 +765,22 @@ def test_a_stop_right_after_losing_quorum_publishes_the_step_down_and_resigns_no
 def test_a_leader_that_stops_resigns_its_epoch() -> None:
     node = leading(5)
     actions = node.step(ShutdownRequested(node.now_ms + 100))
-    assert project(node, actions) == [("all", Resign(5, 9)), "resigned"]
+    assert project(node, actions) == [("all", resign(5, 9)), "resigned"]
     assert actions[-1] == RoleChanged(Role.FOLLOWER, None, 9)
 
 
 def test_a_one_node_cluster_elects_itself() -> None:
-    node = Node(1, members=(1,))
+    node = driven(1, members=(1,))
     node.start(0)
     actions = node.fire(TimerId.LISTEN, at_ms=3000)  # the start-up blackout (failure_timeout) is over
     assert project(node, actions) == [
         "election_started",
-        ("all", Propose(1, 1, pre_vote=True)),
+        ("all", pre_vote(1, 1)),
         Timer(TimerId.PROPOSAL, 5000),
         DurableState(1, 1),
         Timer(TimerId.ELECTION, 5000),
         "election_decided",
-        ("all", Confirm(1, 1, 1, sent_ms=3000)),  # to nobody: it is its own majority
+        ("all", confirm(1, 1, 3000)),  # to nobody: it is its own majority
         Timer(TimerId.PROPOSAL, 3000),
         "became_leader",
     ]
@@ -874,13 +804,13 @@ def test_a_one_node_cluster_elects_itself() -> None:
 def test_ballots_are_unique_per_node_and_above_the_known_epoch(
     members: tuple[int, ...], node_id: int, epoch: int, ballot: int
 ) -> None:
-    ring = Node(node_id, members=members).ring
+    ring = ring_of(driven(node_id, members=members))
     assert ring.ballot_above(epoch) == ballot
     assert ballot > epoch and ballot % len(members) == sorted(members).index(node_id)
 
 
 def test_two_nodes_never_propose_the_same_epoch() -> None:
-    rings = [Node(i).ring for i in MEMBERS]
+    rings = [ring_of(driven(i)) for i in MEMBERS]
     proposed = [ring.ballot_above(epoch) for ring in rings for epoch in range(60)]
     owners = {
         ballot: {r.node_id for r in rings if ballot % 5 == r.ring.index(r.node_id)} for ballot in proposed
@@ -889,7 +819,7 @@ def test_two_nodes_never_propose_the_same_epoch() -> None:
 
 
 def test_the_transition_table_routes_ring_messages_to_the_ring() -> None:
-    ring = Node(1).ring
+    ring = ring_of(driven(1))
     routed = {msg_type: getattr(handler, "__func__", None) for msg_type, handler in ring.handlers.items()}
     assert routed[MsgType.ELECTION] is Ring._on_token
     assert routed[MsgType.COORDINATOR] is Ring._on_coordinator_round
