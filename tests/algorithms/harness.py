@@ -313,6 +313,8 @@ def agreed_leader(world: World, among: Iterable[int] | None = None) -> tuple[int
 class Cluster:
     """Nodes of one algorithm on the simulator's World (see the module docstring).
 
+    `link_ranges`: each link first draws its own delay range inside [delay_ms_min, delay_ms_max], as on
+    the simulator's network (with 1..1 that changes no delay, only the random draws that follow).
     `per_node` overrides settings of single nodes; `durable` is what nodes find on their disks at their
     first start (persisted, never announced). Test scripts draw their own random choices from `rng`, the
     run's one generator, so a seed fixes everything.
@@ -326,6 +328,7 @@ class Cluster:
         seed: int = 0,
         delay_ms_min: int = 1,
         delay_ms_max: int = 1,
+        link_ranges: bool = False,
         per_node: dict[int, dict[str, Any]] | None = None,
         durable: dict[int, DurableState] | None = None,
         **overrides: Any,
@@ -335,7 +338,7 @@ class Cluster:
             settings(node_id, members, **{**overrides, **(per_node or {}).get(node_id, {})})
             for node_id in members
         ]
-        profile = NetworkProfile(delay_ms_min, delay_ms_max, same_on_every_link=True)
+        profile = NetworkProfile(delay_ms_min, delay_ms_max, same_on_every_link=not link_ranges)
         world = World(
             settings=node_settings,
             factory=algorithm_factory(algorithm),
