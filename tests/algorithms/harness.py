@@ -15,8 +15,9 @@ running until a condition holds, all in virtual time (no sockets, no sleeps). By
 perfect (no loss, FIFO per link) with a latency drawn per message from [delay_ms_min, delay_ms_max];
 `Cluster.around(world)` wraps a World built elsewhere (the simulator's own network and faults).
 
-The message shorthands at the end (`promise`, `grant`, `refusal`, `token`, ...) are the one place where
-tests build protocol messages.
+The message shorthands at the end (`promise`, `grant`, `token_refused`, `token`, ...) are where the
+transition tables and cluster tests build protocol messages, so that a change of the messages touches one
+place.
 """
 
 from __future__ import annotations
