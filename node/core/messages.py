@@ -178,53 +178,57 @@ class Propose(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
-class Promise(_Wire):
+class _VoteAnswer(_Wire):
+    """The fields of an answer to a PROPOSE (PROMISE and PRE_VOTE_ANSWER: two types, one meaning each)."""
+
+    sender: int
+    epoch: int
+    granted: bool
+    known_epoch: int
+    echo_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Promise(_VoteAnswer):
     """Answer to a binding PROPOSE for `epoch`: `granted` is the durable promise (persisted before this
     is sent), or its refusal. `known_epoch` is the highest epoch the voter has promised or accepted.
     `echo_ms`: a grant of a stamped (handoff) proposal echoes its stamp, like CONFIRMED."""
 
     TYPE: ClassVar[MsgType] = MsgType.PROMISE
-    sender: int
-    epoch: int
-    granted: bool
-    known_epoch: int
-    echo_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class PreVoteAnswer(_Wire):
+class PreVoteAnswer(_VoteAnswer):
     """Answer to a pre-vote PROPOSE ("would you promise `epoch`?"): binds and persists nothing.
     `known_epoch` is the voter's highest epoch. The answer to a catch-up probe (a pre-vote for epoch 0,
     which every node refuses) echoes the probe's stamp in `echo_ms`."""
 
     TYPE: ClassVar[MsgType] = MsgType.PRE_VOTE_ANSWER
-    sender: int
-    epoch: int
-    granted: bool
-    known_epoch: int
-    echo_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class ConfirmRefused(_Wire):
+class _Refusal(_Wire):
+    """The fields of a refusal that names the refuser's highest epoch (CONFIRM_REFUSED, TOKEN_REFUSED)."""
+
+    sender: int
+    epoch: int
+    known_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmRefused(_Refusal):
     """A voter no longer stands by its promise of `epoch` (the CONFIRM's answer when it does is
     CONFIRMED): it promised `known_epoch` since, or backs another winner of `epoch`."""
 
     TYPE: ClassVar[MsgType] = MsgType.CONFIRM_REFUSED
-    sender: int
-    epoch: int
-    known_epoch: int
 
 
 @dataclass(frozen=True, slots=True)
-class TokenRefused(_Wire):
+class TokenRefused(_Refusal):
     """Ring: a node may not promise `epoch` to the initiator's token (it holds `known_epoch`, or follows
     a live leader): sent to the initiator, whose round dies there."""
 
     TYPE: ClassVar[MsgType] = MsgType.TOKEN_REFUSED
-    sender: int
-    epoch: int
-    known_epoch: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,23 +136,30 @@ def test_the_disk_survives_a_crash_and_the_restart_starts_from_it() -> None:
         world.start(2)
 
 
-def test_a_paused_node_runs_what_came_due_late_and_in_order_when_resumed() -> None:
-    def script(probe: Probe, event: Event) -> list[Action]:
-        me = probe.settings.node_id
-        if isinstance(event, Start) and me == 1:
-            return [SetTimer(TimerId.HEARTBEAT, 300), SetTimer(TimerId.DETECTOR, 100)]
-        if isinstance(event, Start) and me == 2:
-            return [SetTimer(TimerId.HEARTBEAT, 200)]
-        if isinstance(event, TimerFired) and me == 2:
-            return [Send(1, Heartbeat(2, 0, None))]
-        return []
+def _two_timers_and_a_heartbeat(probe: Probe, event: Event) -> list[Action]:
+    """Node 1 arms HEARTBEAT (300) and DETECTOR (100); node 2 sends it a heartbeat at 200."""
+    me = probe.settings.node_id
+    if isinstance(event, Start) and me == 1:
+        return [SetTimer(TimerId.HEARTBEAT, 300), SetTimer(TimerId.DETECTOR, 100)]
+    if isinstance(event, Start) and me == 2:
+        return [SetTimer(TimerId.HEARTBEAT, 200)]
+    if isinstance(event, TimerFired) and me == 2:
+        return [Send(1, Heartbeat(2, 0, None))]
+    return []
 
-    world, lives = make_world(script)
+
+def _node_1_paused_through_its_timers_and_a_message() -> tuple[World, dict[int, list[Probe]]]:
+    world, lives = make_world(_two_timers_and_a_heartbeat)
     world.start(1)
     world.start(2)
     world.pause(1)
     world.run_until(5_000)
     assert lives[1][0].events == [Start(0)]
+    return world, lives
+
+
+def test_a_paused_node_runs_what_came_due_late_and_in_order_when_resumed() -> None:
+    world, lives = _node_1_paused_through_its_timers_and_a_message()
     world.resume(1)
     late = lives[1][0].events[1:]
     assert [type(e).__name__ for e in late] == ["TimerFired", "MessageReceived", "TimerFired"]
@@ -264,21 +271,7 @@ def test_a_crash_without_reset_gives_no_hint_until_a_peer_sends_to_it() -> None:
 
 
 def test_resume_with_messages_first_runs_queued_messages_before_timers() -> None:
-    def script(probe: Probe, event: Event) -> list[Action]:
-        me = probe.settings.node_id
-        if isinstance(event, Start) and me == 1:
-            return [SetTimer(TimerId.HEARTBEAT, 300), SetTimer(TimerId.DETECTOR, 100)]
-        if isinstance(event, Start) and me == 2:
-            return [SetTimer(TimerId.HEARTBEAT, 200)]
-        if isinstance(event, TimerFired) and me == 2:
-            return [Send(1, Heartbeat(2, 0, None))]
-        return []
-
-    world, lives = make_world(script)
-    world.start(1)
-    world.start(2)
-    world.pause(1)
-    world.run_until(5_000)
+    world, lives = _node_1_paused_through_its_timers_and_a_message()
     world.resume(1, messages_first=True)
     late = lives[1][0].events[1:]
     assert [type(e).__name__ for e in late] == ["MessageReceived", "TimerFired", "TimerFired"]
