@@ -111,6 +111,8 @@ class ElectionNode(Following, Voting):
             }
         )
 
+    # ------------------------------------------------------------------ hooks an algorithm may override
+
     def _start_election(self) -> None:
         """Run the algorithm's election; it ends in `_propose()` on the node that should lead."""
         self._propose()
@@ -127,6 +129,8 @@ class ElectionNode(Following, Voting):
     def _announce_leadership(self, epoch: int) -> None:
         """This node just became leader of `epoch`: tell every peer (Ring circulates it instead)."""
         self._broadcast(Coordinator(self.node_id, epoch, self.node_id, self.node_id))
+
+    # ------------------------------------------------------------------ running for leader
 
     def _begin_election(self, reason: str) -> None:
         if self._is_leader or self._leader_id is not None or self._electing():
@@ -155,6 +159,8 @@ class ElectionNode(Following, Voting):
             return False  # we are the successor
         self._wait_for_coordinator()
         return True
+
+    # ------------------------------------------------------------------ confirmation and taking office
 
     def _seek_confirmation(self, epoch: int, initiator: int) -> None:
         """This node won `epoch` (promised to `initiator`: itself, or the ring election's initiator): it
@@ -216,6 +222,8 @@ class ElectionNode(Following, Voting):
         for timer in (TimerId.PROPOSAL, TimerId.BACKOFF, TimerId.COORDINATOR, TimerId.LISTEN):
             self._cancel_timer(timer)
         self._reset_election()
+
+    # ------------------------------------------------------------------ proposals and their tally
 
     def _propose(self) -> None:
         """Run for leader: pre-vote, then the binding proposal; lead once a majority promised."""
@@ -327,6 +335,8 @@ class ElectionNode(Following, Voting):
         """The pre-vote is won and the algorithm binds it its own way (Ring: its token): the tally ends."""
         self._proposal = None
         self._cancel_timer(TimerId.PROPOSAL)
+
+    # ------------------------------------------------------------------ answers
 
     def _on_pre_vote_answer(self, message: PreVoteAnswer) -> None:
         if is_catch_up_traffic(message):  # the answer to a probe: no candidacy asks for epoch 0

@@ -16,6 +16,8 @@ from node.core.state import DurableState
 
 
 class Following(Machine):
+    # ------------------------------------------------------------------ failure detection and quorum
+
     def _expire_peers(self) -> None:
         for peer_id in self._detector.expire(self._now_ms):
             self._log(
@@ -111,6 +113,8 @@ class Following(Machine):
             LogLevel.WARNING,
         )
 
+    # ------------------------------------------------------------------ leadership transitions
+
     def _leader_lost(self, reason: str) -> None:
         if self._leader_id is None:
             return
@@ -153,6 +157,8 @@ class Following(Machine):
             return
         self._leader_id = None
         self._begin_election(reason)
+
+    # ------------------------------------------------------------------ leader announcements
 
     def _on_heartbeat(self, message: Heartbeat) -> None:
         if message.leader_id == message.sender:

@@ -184,6 +184,8 @@ class Machine:
             catching_up=self._catch_up is not None,
         )
 
+    # ------------------------------------------------------------------ the shared phase
+
     @property
     def phase(self) -> Phase:
         return self._phase
@@ -210,6 +212,8 @@ class Machine:
         if self._phase in (Phase.AWAIT_OK, Phase.AWAIT_TOKEN):
             self._cancel_timer(TimerId.ELECTION)
         self._leave_phase()
+
+    # ------------------------------------------------------------------ small helpers
 
     @property
     def node_id(self) -> int:
@@ -311,6 +315,8 @@ class Machine:
             self._published = current
             self._emit(RoleChanged(*current))
 
+    # ------------------------------------------------------------------ events
+
     def _on_start(self) -> None:
         self._log(
             EventName.STARTED,
@@ -338,6 +344,8 @@ class Machine:
         self._set_timer(TimerId.HEARTBEAT, self.settings.heartbeat_interval_ms)
         self._set_timer(TimerId.LISTEN, self._listen_ms())
 
+    # ------------------------------------------------------------------ what keeps a node from voting
+
     def _in_startup_blackout(self) -> bool:
         """For failure_timeout after (re)start this node votes for nobody (docs/algorithms.md, "Leases")."""
         return self._blackout.active(self._now_ms)
@@ -359,6 +367,8 @@ class Machine:
         """How long to listen for a leader from now: listen_ms, and at least until this node may vote
         again (end of the start-up blackout, end of a lease it still backs)."""
         return max(self.settings.listen_ms, votes_again_in_ms(self._now_ms, self._owed, self._blackout))
+
+    # ------------------------------------------------------------------ dispatch
 
     def _on_message(self, message: Message) -> None:
         sender = message.sender

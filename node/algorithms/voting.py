@@ -17,6 +17,8 @@ from node.core.state import DurableState
 
 
 class Voting(Machine):
+    # ------------------------------------------------------------------ the promise rules
+
     def _may_promise(
         self, candidate: int, epoch: int, pre_vote: bool, resigned_leader: int | None = None
     ) -> bool:
@@ -58,6 +60,8 @@ class Voting(Machine):
         self._leader_id = None
         self._abandon_election()
         self._wait_for_coordinator()
+
+    # ------------------------------------------------------------------ answering PROPOSE and CONFIRM
 
     def _on_propose(self, message: Propose) -> None:
         if self._is_leader and not message.pre_vote and message.epoch > self.epoch:
@@ -102,6 +106,8 @@ class Voting(Machine):
             return False
         confirmed = self._confirmed_winner
         return confirmed is None or confirmed[0] != message.epoch or confirmed[1] == message.sender
+
+    # ------------------------------------------------------------------ catching up after a lost state
 
     def _probe_epochs(self) -> None:
         """Ask the members we still need for their epoch: a pre-vote for epoch 0, which all refuse,
