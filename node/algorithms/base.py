@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from node.algorithms.catchup import is_catch_up_traffic
 from node.algorithms.following import Following
 from node.algorithms.lease import unexpired
-from node.algorithms.machine import EPOCH_JUMP_MAX, EPOCH_MAX, Machine, Phase
+from node.algorithms.machine import EPOCH_JUMP_MAX, EPOCH_MAX, Phase
 from node.algorithms.voting import Voting
 from node.core.actions import EventName, LogLevel
 from node.core.errors import LocalProtocolError
@@ -63,7 +63,7 @@ from node.core.protocol import RandomSource
 from node.core.settings import Settings
 from node.core.state import DurableState
 
-__all__ = ["EPOCH_JUMP_MAX", "EPOCH_MAX", "ElectionNode", "Machine", "Phase"]
+__all__ = ["EPOCH_JUMP_MAX", "EPOCH_MAX", "ElectionNode", "Phase"]
 
 
 @dataclass(slots=True)
