@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 from node.algorithms.catchup import is_catch_up_traffic
 from node.algorithms.following import Following
+from node.algorithms.handoff import Handoff
 from node.algorithms.lease import unexpired
 from node.algorithms.machine import EPOCH_JUMP_MAX, EPOCH_MAX, Phase
 from node.algorithms.voting import Voting
@@ -92,7 +93,7 @@ class Confirmation:
     refused: set[int] = field(default_factory=set)
 
 
-class ElectionNode(Following, Voting):
+class ElectionNode(Following, Voting, Handoff):
     """The shared election node: an algorithm (bully.py, ring.py) derives from it."""
 
     def __init__(self, settings: Settings, state: DurableState, rng: RandomSource) -> None:
@@ -139,6 +140,8 @@ class ElectionNode(Following, Voting):
             if self._no_quorum_warned_ms is None:
                 self._warn_no_quorum()  # repeated by _check_quorum while it lasts
             return  # the LISTEN timer re-arms when a majority is back
+        if not self._eligible():
+            return  # it votes, it does not run; it elects again once eligible (handoff.py)
         if self._catch_up is not None or self._in_startup_blackout() or self._owes_lease():
             self._set_timer(TimerId.LISTEN, self._listen_ms())
             return
@@ -149,12 +152,19 @@ class ElectionNode(Following, Voting):
 
     def _defer_to_successor(self) -> bool:
         """Our leader resigned: the highest live id succeeds it, and a lower id waits for its COORDINATOR
-        (docs/algorithms.md, the RESIGN rows). False when this node is the successor."""
-        self._successors = {
-            peer_id
-            for peer_id in self.settings.peer_ids
-            if peer_id > self.node_id and self._detector.is_available(peer_id)
-        }
+        (docs/algorithms.md, the RESIGN rows); a switchover names its successor. Nodes that may not
+        run (their heartbeats said so) are passed over. False when this node is the successor."""
+        named = self._handoff_to
+        if named == self.node_id:
+            return False
+        if named is not None and self._detector.is_available(named):
+            self._successors = {named}
+        else:
+            self._successors = {
+                peer_id
+                for peer_id in self.settings.peer_ids
+                if peer_id > self.node_id and self._may_succeed(peer_id)
+            }
         if not self._successors:
             return False  # we are the successor
         self._wait_for_coordinator()
@@ -174,6 +184,8 @@ class ElectionNode(Following, Voting):
         current = self._confirming
         if (self._is_leader and self.epoch == epoch) or (current is not None and current.epoch == epoch):
             return  # a copy of the message that chose us
+        if self._gate_holds_office(epoch, initiator):
+            return  # it declined, or its before_lead gate runs (handoff.py)
         self._abandon_election()
         self._confirming = Confirmation(epoch, initiator, stamp_ms=self._now_ms)
         self._broadcast(Confirm(self.node_id, epoch, initiator, sent_ms=self._now_ms))
@@ -219,7 +231,9 @@ class ElectionNode(Following, Voting):
         self._successors = set()
         self._backoff_pending = False
         self._handoff_from = None
-        for timer in (TimerId.PROPOSAL, TimerId.BACKOFF, TimerId.COORDINATOR, TimerId.LISTEN):
+        self._handoff_to = None
+        self._gating = None
+        for timer in (TimerId.PROPOSAL, TimerId.BACKOFF, TimerId.COORDINATOR, TimerId.LISTEN, TimerId.GATE):
             self._cancel_timer(timer)
         self._reset_election()
 
@@ -252,7 +266,8 @@ class ElectionNode(Following, Voting):
             else:
                 self._proposal = None
                 live = unexpired(proposal.leases, self._now_ms)
-                if 1 + len(live) >= self.settings.quorum_size:
+                confirmed = 1 + len(live) >= self.settings.quorum_size
+                if confirmed and not self.settings.gated and self._eligible():
                     self._become_leader(proposal.epoch, live)  # the grants were the confirmations
                 else:
                     self._seek_confirmation(proposal.epoch, self.node_id)
@@ -319,6 +334,7 @@ class ElectionNode(Following, Voting):
         self._proposal = None
         self._confirming = None
         self._handoff_from = None  # retries take the full path, pre-vote included
+        self._handoff_to = None
         self._cancel_timer(TimerId.PROPOSAL)
         self._reset_election()
         self._failed_attempts += 1

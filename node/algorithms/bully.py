@@ -30,7 +30,8 @@ class Bully(ElectionNode):
         self.handlers[MsgType.OK] = self._on_ok
 
     def _higher_ids(self) -> list[int]:
-        return [peer_id for peer_id in self.settings.peer_ids if peer_id > self.node_id]
+        """The higher ids that may run for leader (their heartbeats did not say otherwise)."""
+        return [p for p in self.settings.peer_ids if p > self.node_id and self._peer_eligible(p)]
 
     # ------------------------------------------------------------------ hooks
 
@@ -80,6 +81,8 @@ class Bully(ElectionNode):
     def _on_election(self, message: Election) -> None:
         if message.sender > self.node_id:
             return  # only lower ids ask us; a higher one has nothing to learn from our OK
+        if not self._is_leader and not self._eligible():
+            return  # we may not run: no OK, so the lower id runs itself
         self._send(message.sender, Ok(self.node_id, self.epoch))
         if self._is_leader:
             self._send(message.sender, Coordinator(self.node_id, self.epoch, self.node_id, self.node_id))

@@ -8,7 +8,7 @@ failure_timeout drops its leader (docs/algorithms.md, "What both share").
 
 from __future__ import annotations
 
-from node.algorithms.machine import Machine
+from node.algorithms.machine import Machine, Phase
 from node.core.actions import EventName, LogLevel, SetTimer
 from node.core.events import TimerId
 from node.core.messages import Coordinator, Heartbeat, Resign
@@ -161,6 +161,10 @@ class Following(Machine):
     # ------------------------------------------------------------------ leader announcements
 
     def _on_heartbeat(self, message: Heartbeat) -> None:
+        if message.eligible:
+            self._ineligible_peers.discard(message.sender)
+        else:
+            self._ineligible_peers.add(message.sender)
         if message.leader_id == message.sender:
             self._on_leader_claim(message.sender, message.epoch, via=message.sender)
             if self._leader_id == message.sender and message.epoch == self.epoch:
@@ -176,7 +180,8 @@ class Following(Machine):
         ):
             self._lease.echoed(message.sender, message.echo_ms, self._now_ms)
         if message.sender == self._leader_id and not self._is_leader:
-            self._leader_lost(f"leader {message.sender} no longer claims to lead")
+            if not self._sent_before_office(message):
+                self._leader_lost(f"leader {message.sender} no longer claims to lead")
         elif self._is_leader and message.epoch > self.epoch:
             if message.leader_id in (None, self.node_id):
                 # Not a rival's follower: a rejoining node, or a candidacy that never won. Keep office
@@ -186,6 +191,18 @@ class Following(Machine):
             rival = f"node {message.leader_id}"
             self._step_down(f"node {message.sender} follows {rival} under the higher epoch {message.epoch}")
             self._begin_election("stepped down")
+
+    def _sent_before_office(self, message: Heartbeat) -> bool:
+        """Ring: we accepted our leader from a relayed COORDINATOR and have heard no claim from it
+        directly. Its heartbeat of the same epoch without a claim may be one it sent before it took
+        office, overtaken by the COORDINATOR going round the ring: not a sign that it stopped leading,
+        for failure_timeout (after that, or once it claimed office itself, it is one)."""
+        since_ms = self._accepted_via_relay_ms
+        return (
+            since_ms is not None
+            and message.epoch == self.epoch
+            and self._now_ms - since_ms < self.settings.failure_timeout_ms
+        )
 
     def _on_coordinator(self, message: Coordinator) -> None:
         self._on_leader_claim(message.leader_id, message.epoch, via=message.sender)
@@ -229,15 +246,38 @@ class Following(Machine):
             self._leader_id = None
             self._begin_election(f"preempts leader {leader_id}")
             return
+        new_leader = leader_id != self._leader_id or epoch != self.epoch
         self._accept_leader(leader_id, epoch)
+        if via == leader_id:
+            self._accepted_via_relay_ms = None  # it claimed office to us itself
+        elif new_leader:
+            self._accepted_via_relay_ms = self._now_ms
 
     def _on_resign(self, message: Resign) -> None:
-        self._detector.hint_unreachable(message.sender)
-        if message.sender == self._leader_id and message.epoch == self.epoch:
-            reason = f"leader {message.sender} resigned epoch {message.epoch}"
-            self._log(EventName.LEADER_LOST, reason, LogLevel.NOTICE)
+        """A leader resigned (it stops, or hands off and stays), or a winner we wait for declined its
+        epoch: elect a successor at once (handoff.py)."""
+        sender = message.sender
+        if message.staying:
+            self._ineligible_peers.add(sender)  # until its heartbeat says otherwise
+        else:
+            self._detector.hint_unreachable(sender)
+        ours = sender == self._leader_id and message.epoch == self.epoch and not self._is_leader
+        declined = (
+            self._leader_id is None and self._phase is Phase.AWAIT_COORDINATOR and message.epoch >= self.epoch
+        )
+        if ours or declined:
+            reason = (
+                f"leader {sender} resigned epoch {message.epoch}"
+                if ours
+                else f"node {sender} declined epoch {message.epoch}"
+            )
+            event = EventName.LEADER_LOST if ours else EventName.ELECTION_ABANDONED
+            self._log(event, reason, LogLevel.NOTICE)
             self._leader_id = None
             self._abandon_election()
-            self._handoff_from = message.sender
-            self._begin_election(f"leader {message.sender} resigned")
-        self._on_peer_unavailable(message.sender)
+            self._handoff_from = sender
+            if message.successor in self.settings.member_ids and message.successor != sender:
+                self._handoff_to = message.successor
+            self._begin_election(reason)
+        if not message.staying:
+            self._on_peer_unavailable(sender)

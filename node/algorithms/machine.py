@@ -31,15 +31,18 @@ from node.core.actions import (
 from node.core.detector import FailureDetector
 from node.core.errors import LocalProtocolError
 from node.core.events import (
+    EligibilityChanged,
     Event,
+    GateFinished,
     MessageReceived,
     PeerUnreachable,
     ShutdownRequested,
     Start,
+    SwitchoverRequested,
     TimerFired,
     TimerId,
 )
-from node.core.messages import Answer, Heartbeat, Message, MsgType, Propose, Resign
+from node.core.messages import Answer, Heartbeat, Message, MsgType, Propose
 from node.core.protocol import RandomSource
 from node.core.settings import Settings
 from node.core.state import DurableState
@@ -111,6 +114,19 @@ class Machine:
         self._detector_armed_at_ms: int | None = None
         self._published: tuple[Role, int | None, int] | None = None
         self._stopped = False
+        # Eligibility and hand-off (handoff.py): why this node may not run for leader (from the runtime:
+        # health check, maintenance), the end of its hold-off after handing an epoch on, the peers whose
+        # heartbeats said they may not, and the before_lead gate: (epoch, initiator) while it runs, the
+        # epoch whose gate passed.
+        self._ineligible_reason: str | None = None
+        self._held_off_until_ms: int | None = None
+        self._ineligible_peers: set[int] = set()
+        self._gating: tuple[int, int] | None = None
+        self._gate_passed: int | None = None
+        self._handoff_to: int | None = None  # the successor a RESIGN named (a switchover with a target)
+        # Ring: a leader accepted through another node's relay, and no claim from the leader itself yet
+        # (its own older heartbeat, sent before it took office, may still be on the way).
+        self._accepted_via_relay_ms: int | None = None
         # message type -> handler: the transition table (filled by ElectionNode and the algorithms)
         self.handlers: dict[MsgType, Callable[[Any], None]] = {}
 
@@ -131,6 +147,18 @@ class Machine:
         def _forget_election(self) -> None: ...
         def _on_algorithm_timer(self, timer: TimerId) -> None: ...
         def _on_peer_unavailable(self, peer_id: int) -> None: ...
+        def _elect_unless_led(self, reason: str) -> None: ...
+        def _seek_confirmation(self, epoch: int, initiator: int) -> None: ...
+        def _may_succeed(self, peer_id: int) -> bool: ...
+        def _eligible(self) -> bool: ...
+        def _why_ineligible(self) -> str | None: ...
+        def _peer_eligible(self, peer_id: int) -> bool: ...
+        def _on_eligibility_changed(self, reason: str | None) -> None: ...
+        def _on_hold_off_over(self) -> None: ...
+        def _on_gate_finished(self, epoch: int, passed: bool, detail: str) -> None: ...
+        def _on_gate_timeout(self) -> None: ...
+        def _on_switchover(self, target: int | None) -> None: ...
+        def _resign(self, why: str, *, successor: int | None, staying: bool) -> None: ...
 
     # ------------------------------------------------------------------ the one entry point
 
@@ -151,6 +179,12 @@ class Machine:
                 self._on_unreachable(peer_id)
             case ShutdownRequested():
                 self._on_shutdown()
+            case GateFinished(epoch=epoch, passed=passed, detail=detail):
+                self._on_gate_finished(epoch, passed, detail)
+            case EligibilityChanged(reason=reason):
+                self._on_eligibility_changed(reason)
+            case SwitchoverRequested(target=target):
+                self._on_switchover(target)
         if not self._stopped:
             self._check_quorum()
             self._arm_detector()
@@ -165,6 +199,7 @@ class Machine:
             peers[peer_id] = PeerView(
                 state=self._detector.state(peer_id),
                 last_seen_ms=None if heard_ms is None else max(0, now_ms - heard_ms),
+                eligible=self._peer_eligible(peer_id),
             )
         role, leader_id = self._role(), self._leader_id
         if self._is_leader and self._lease.supporters(now_ms) < self.settings.quorum_size:
@@ -182,6 +217,7 @@ class Machine:
             quorum_size=self.settings.quorum_size,
             reachable=self._reachable(),
             catching_up=self._catch_up is not None,
+            ineligible_reason=self._why_ineligible(),
         )
 
     # ------------------------------------------------------------------ the shared phase
@@ -268,7 +304,8 @@ class Machine:
         if self._is_leader:
             return Heartbeat(self.node_id, self.epoch, self.node_id, sent_ms=self._now_ms)
         echo_ms = self._leader_stamp_ms if self._leader_id is not None else None
-        return Heartbeat(self.node_id, self.epoch, self._leader_id, echo_ms=echo_ms)
+        eligible = self._eligible()
+        return Heartbeat(self.node_id, self.epoch, self._leader_id, echo_ms=echo_ms, eligible=eligible)
 
     def _support_until_ms(self, echo_ms: int) -> int:
         return support_until_ms(echo_ms, self._now_ms, self.settings.failure_timeout_ms)
@@ -296,6 +333,7 @@ class Machine:
         return (
             self._proposal is not None
             or self._confirming is not None
+            or self._gating is not None
             or self._backoff_pending
             or self._phase is not Phase.IDLE
         )
@@ -422,6 +460,10 @@ class Machine:
             if self._leader_id is None and not self._is_leader:
                 self._abandon_election()  # a handoff that did not happen is over too: the full path now
                 self._begin_election("no COORDINATOR arrived in time")
+        elif timer is TimerId.GATE:
+            self._on_gate_timeout()
+        elif timer is TimerId.HOLD_OFF:
+            self._on_hold_off_over()
         else:
             self._on_algorithm_timer(timer)
 
@@ -431,12 +473,6 @@ class Machine:
 
     def _on_shutdown(self) -> None:
         if self._is_leader:
-            self._broadcast(Resign(sender=self.node_id, epoch=self.epoch))
-            self._log(
-                EventName.RESIGNED,
-                f"resigns leadership of epoch {self.epoch} (shutting down)",
-                LogLevel.NOTICE,
-            )
-            self._leader_id = None
+            self._resign("shutting down", successor=None, staying=False)
         self._publish()  # also announces a step-down made earlier in this step (quorum lost)
         self._stopped = True

@@ -257,7 +257,16 @@ class Ring(ElectionNode):
                 f"(quorum {self.settings.quorum_size})"
             )
             return
-        winner = max(token.ids)
+        if self._handoff_to == self.node_id:
+            winner = self.node_id  # a switchover named this initiator: it runs for itself
+        else:
+            eligible = [
+                i for i in token.ids if (self._eligible() if i == self.node_id else self._peer_eligible(i))
+            ]
+            if not eligible:
+                self._fail_attempt(f"none of the {promised} nodes that promised epoch {token.epoch} may lead")
+                return
+            winner = max(eligible)
         self._log(EventName.ELECTION_DECIDED, f"ring election of epoch {token.epoch} chose node {winner}")
         if winner == self.node_id:
             self._seek_confirmation(token.epoch, self.node_id)

@@ -60,6 +60,8 @@ class EventName(StrEnum):
     QUORUM_LOST = "quorum_lost"
     NO_QUORUM = "no_quorum"
     RESIGNED = "resigned"
+    LEAD_DECLINED = "lead_declined"
+    ELIGIBILITY_CHANGED = "eligibility_changed"
 
 
 class LogLevel(IntEnum):  # syslog priorities, as journald wants them
@@ -120,4 +122,12 @@ class Log:
     leader_id: int | None = None
 
 
-Action = Send | Broadcast | SetTimer | CancelTimer | Persist | RoleChanged | Log
+@dataclass(frozen=True, slots=True)
+class RunGate:
+    """Run the before_lead gate for the won `epoch` and report it with a GateFinished event (the node
+    does not take office until then)."""
+
+    epoch: int
+
+
+Action = Send | Broadcast | SetTimer | CancelTimer | Persist | RoleChanged | Log | RunGate

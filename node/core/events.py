@@ -16,6 +16,8 @@ class TimerId(StrEnum):
     COORDINATOR = "coordinator"  # waiting for a COORDINATOR after deferring or promising
     PROPOSAL = "proposal"  # waiting for promises of an epoch
     BACKOFF = "backoff"  # retry an election after a failed attempt
+    GATE = "gate"  # the before_lead gate has not answered within its timeout (the runtime's kill)
+    HOLD_OFF = "hold-off"  # the back-off after declining or handing off leadership is over
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,4 +52,41 @@ class ShutdownRequested:
     now_ms: int
 
 
-Event = Start | MessageReceived | TimerFired | PeerUnreachable | ShutdownRequested
+@dataclass(frozen=True, slots=True)
+class GateFinished:
+    """The before_lead gate (RunGate) for `epoch` finished: `passed` when it exited 0 within its timeout."""
+
+    now_ms: int
+    epoch: int
+    passed: bool
+    detail: str = ""  # e.g. "exit status 1", "timed out after 10000 ms": for the journal
+
+
+@dataclass(frozen=True, slots=True)
+class EligibilityChanged:
+    """The node's own health changed: `reason` says why it may not run for leader (a failing health
+    check, maintenance), None when it may again."""
+
+    now_ms: int
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchoverRequested:
+    """The operator asks the leader to hand off, to `target` or (None) to the best eligible node. The
+    runtime asks `switchover_refusal` first, so a request that cannot succeed changes nothing."""
+
+    now_ms: int
+    target: int | None
+
+
+Event = (
+    Start
+    | MessageReceived
+    | TimerFired
+    | PeerUnreachable
+    | ShutdownRequested
+    | GateFinished
+    | EligibilityChanged
+    | SwitchoverRequested
+)

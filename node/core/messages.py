@@ -60,7 +60,7 @@ def _check_ids(name: str, value: object) -> None:
 
 # Fields added after the first release: left off the wire while they hold their default, so that a peer
 # of the previous release (which rejects unknown fields) still reads every frame that does not use them.
-_OMITTED_AT_DEFAULT = frozenset({"abstained"})
+_OMITTED_AT_DEFAULT = frozenset({"abstained", "eligible", "successor", "staying"})
 
 # attribute name -> (wire name, validator)
 _Validator = Callable[[str, object], None]
@@ -77,6 +77,9 @@ _FIELD_SPECS: dict[str, tuple[str, _Validator]] = {
     "sent_ms": ("sent_ms", _check_optional_node_id),
     "echo_ms": ("echo_ms", _check_optional_node_id),
     "resigned_leader": ("resigned_leader", _check_optional_node_id),
+    "eligible": ("eligible", _check_bool),
+    "successor": ("successor", _check_optional_node_id),
+    "staying": ("staying", _check_bool),
 }
 
 
@@ -112,7 +115,10 @@ class Heartbeat(_Wire):
     Leader lease: a leader stamps its heartbeats with its own clock (`sent_ms`); a follower echoes the
     last stamp it received from its leader (`echo_ms`). The leader counts a follower's support only
     until echo + failure_timeout, which ends before that follower could suspect it, so a leader resumed
-    from a long pause finds its lease over before it can act under its old epoch."""
+    from a long pause finds its lease over before it can act under its old epoch.
+
+    `eligible` is false while the sender may not run for leader (a failing health check, maintenance,
+    the back-off after it declined or handed off): it still votes, and its peers do not wait for it."""
 
     TYPE: ClassVar[MsgType] = MsgType.HEARTBEAT
     sender: int
@@ -120,6 +126,7 @@ class Heartbeat(_Wire):
     leader_id: int | None
     sent_ms: int | None = None
     echo_ms: int | None = None
+    eligible: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,11 +240,17 @@ class TokenRefused(_Refusal):
 
 @dataclass(frozen=True, slots=True)
 class Resign(_Wire):
-    """A leader that is stopping gives up `epoch` so that its peers elect a successor at once."""
+    """The sender gives up `epoch` so that its peers elect a successor at once: a leader that stops or
+    hands off (switchover, a failed health check), or a winner whose before_lead gate failed (it never
+    took office). `successor` names the node that should run (a switchover with a target); without one,
+    the highest live eligible id does. `staying`: the sender keeps running (it is not unreachable),
+    but it does not run for leader for a while."""
 
     TYPE: ClassVar[MsgType] = MsgType.RESIGN
     sender: int
     epoch: int
+    successor: int | None = None
+    staying: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from node.core.codec import MAX_FRAME_BYTES, decode_body
 from node.core.errors import RemoteProtocolError
 from node.core.messages import Message
 
-PROTOCOL_VERSION = 2  # 2: PROMISE split by meaning (PRE_VOTE_ANSWER, CONFIRM_REFUSED, TOKEN_REFUSED)
+PROTOCOL_VERSION = 3  # 2: PROMISE split by meaning (PRE_VOTE_ANSWER, ...); 3: eligibility, switchover, gate
 NONCE_BYTES = 16
 KEY_ID_HEX_CHARS = 16
 MAX_OFFERED_KEYS = 4

@@ -93,6 +93,11 @@ class Settings:
     failure_timeout_ms: int = DEFAULT_FAILURE_TIMEOUT_MS
     election_timeout_ms: int = DEFAULT_ELECTION_TIMEOUT_MS
     preempt: bool = False
+    # before_lead is configured: a winner runs it (RunGate) and takes office only if it passes. The core
+    # gives up on a gate that has not answered within gate_timeout_ms plus a margin (the runtime kills it
+    # at gate_timeout_ms and reports it failed).
+    gated: bool = False
+    gate_timeout_ms: int = 10_000
 
     def __post_init__(self) -> None:
         for member_id in self.member_ids:

@@ -13,6 +13,7 @@ from node.core.session import PROTOCOL_VERSION
 class PeerView:
     state: PeerState
     last_seen_ms: int | None  # milliseconds since the last message from this peer; None if never heard
+    eligible: bool = True  # as its last heartbeat said: it may run for leader
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,11 @@ class NodeView:
     quorum_size: int
     reachable: int  # alive peers + this node
     catching_up: bool = False  # started without its state: votes for nobody until it learns the epoch
+    ineligible_reason: str | None = None  # why this node may not run for leader now; None: it may
+
+    @property
+    def eligible(self) -> bool:
+        return self.ineligible_reason is None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -35,10 +41,16 @@ class NodeView:
             "epoch": self.epoch,
             "algorithm": self.algorithm,
             "peers": {
-                str(peer_id): {"state": peer.state.value, "last_seen_ms": peer.last_seen_ms}
+                str(peer_id): {
+                    "state": peer.state.value,
+                    "last_seen_ms": peer.last_seen_ms,
+                    "eligible": peer.eligible,
+                }
                 for peer_id, peer in sorted(self.peers.items())
             },
             "quorum": {"size": self.quorum_size, "reachable": self.reachable},
             "catching_up": self.catching_up,
+            "eligible": self.eligible,
+            "ineligible_reason": self.ineligible_reason,
             "protocol_version": PROTOCOL_VERSION,
         }

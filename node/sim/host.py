@@ -8,10 +8,11 @@ addressed to an earlier life are discarded when they come due.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from node.core.actions import Role
-from node.core.events import TimerId
+from node.core.events import Event, TimerId
 from node.core.messages import Message
 from node.core.protocol import Algorithm
 from node.core.settings import Settings
@@ -45,7 +46,18 @@ class HintDue:
     peer_id: int
 
 
-NodeItem = Delivery | TimerDue | HintDue
+@dataclass(slots=True)
+class LocalDue:
+    """Something the node's own host tells it (its before_lead gate finished, its health changed, the
+    operator asked for a switchover): `make(now_ms)` builds the event when it comes due."""
+
+    node_id: int
+    incarnation: int
+    label: str
+    make: Callable[[int], Event]
+
+
+NodeItem = Delivery | TimerDue | HintDue | LocalDue
 
 
 class SimNode:
@@ -69,6 +81,8 @@ class SimNode:
         self.epoch = 0
         self.published: tuple[Role, int | None, int] | None = None  # the last RoleChanged
         self.restarted = False  # no step yet since the last (re)start
+        self.gates_passed: set[int] = set()  # epochs whose before_lead gate passed, in this life
+        self.ineligible = False  # what the host last told it (EligibilityChanged)
 
     @property
     def alive(self) -> bool:
@@ -97,6 +111,8 @@ class SimNode:
         self.role = Role.FOLLOWER
         self.leader_id = None
         self.published = None
+        self.gates_passed = set()
+        self.ineligible = False
 
     def reborn(self, algorithm: Algorithm, now_ms: int) -> None:
         self.kill()

@@ -179,6 +179,11 @@ class SafetyMonitor:
                 f" {self.leader_of_epoch[newer]} became leader of epoch {newer}",
             )
 
+    def on_office(self, now_ms: int, node_id: int, epoch: int, why_not: str | None) -> None:
+        """A node published role leader under `epoch`; `why_not` is what should have stopped it."""
+        if why_not is not None:
+            self._fail("office-when-barred", now_ms, node_id, f"leads epoch {epoch} although {why_not}")
+
     def on_leader(self, now_ms: int, node_id: int, epoch: int) -> None:
         self.highest_leader_epoch = max(self.highest_leader_epoch, epoch)
         holder = self.leader_of_epoch.setdefault(epoch, node_id)

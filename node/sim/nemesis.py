@@ -8,7 +8,9 @@ one-way partitions (a leader that cannot hear, a leader that cannot speak, rando
 systemd-style restart), a follower that comes back with an unannounced promise above the leader's epoch,
 a crash that loses the node's disk (it comes back without state),
 graceful stop of the leader (SIGTERM: it resigns), pause (SIGSTOP/SIGCONT of a random node or the
-leader), and bursts of drops, duplicates, reordering and long delays.
+leader), and bursts of drops, duplicates, reordering and long delays; and the operator's and the hosts' own
+actions: a failing health check or maintenance (the node may not run for leader), `leaderctl switchover`
+of the leader, and (in gated runs, odd seeds) a before_lead gate that fails or outlasts its timeout.
 Not modelled: clock skew (each node's timers run at the true rate).
 
 Opt-in only (named in --nemeses, never in DEFAULT_NEMESES, so the default sweeps keep their meaning): a
@@ -398,6 +400,53 @@ def pause_leader(nemesis: Nemesis) -> Stop | None:
     return _pause(nemesis, nemesis.leader_or_random())
 
 
+def ineligible(nemesis: Nemesis) -> Stop | None:
+    """A node's health check fails, or it goes into maintenance (half of the time the leader): it may
+    not run for leader (a leader hands off) until the fault ends."""
+    world = nemesis.world
+    running = nemesis.running_ids()
+    if not running:
+        return None
+    target = nemesis.leader_or_random() if nemesis.rng.random() < 0.5 else nemesis.rng.choice(running)
+    if target is None:
+        return None
+    world.set_eligible(target, "health check failed (nemesis)")
+    return lambda: world.set_eligible(target, None)
+
+
+def switchover(nemesis: Nemesis) -> Stop | None:
+    """`leaderctl switchover` on the leader: to a random member or (half of the time) to the best one.
+    Asked only when the leader would accept it, as leaderctl does; nothing to undo."""
+    world = nemesis.world
+    leader = nemesis.leader_or_random()
+    if leader is None or world.nodes[leader].role is not Role.LEADER:
+        return None
+    others = [n for n in sorted(world.nodes) if n != leader]
+    target = nemesis.rng.choice(others) if others and nemesis.rng.random() < 0.5 else None
+    if not world.switchover(leader, target):
+        return None
+    return lambda: None
+
+
+def _gate_fault(nemesis: Nemesis, nodes: set[int]) -> Stop | None:
+    """A node's before_lead gate fails (or runs slow) until the fault ends (gated runs only)."""
+    running = nemesis.running_ids()
+    if not running or not nemesis.world.nodes[running[0]].settings.gated:
+        return None
+    # Half of the time the highest id, which both algorithms elect when it is up: its gate matters.
+    target = max(running) if nemesis.rng.random() < 0.5 else nemesis.rng.choice(running)
+    nodes.add(target)
+    return lambda: nodes.discard(target)
+
+
+def gate_fails(nemesis: Nemesis) -> Stop | None:
+    return _gate_fault(nemesis, nemesis.world.gate_failing)
+
+
+def gate_slow(nemesis: Nemesis) -> Stop | None:
+    return _gate_fault(nemesis, nemesis.world.gate_slow)
+
+
 def _burst(nemesis: Nemesis, knob: str, value: float | bool, default: float | bool) -> Stop:
     world = nemesis.world
     world.log(f"nemesis {knob}={value}")
@@ -500,9 +549,13 @@ NEMESES: dict[str, Callable[[Nemesis], Stop | None]] = {
     "duplicate-burst": duplicate_burst,
     "reorder-burst": reorder_burst,
     "delay-burst": delay_burst,
+    "ineligible": ineligible,
+    "switchover": switchover,
+    "gate-fails": gate_fails,
+    "gate-slow": gate_slow,
 }
-# The default sweeps draw from these (unchanged since before the opt-in ones existed: a default run of a
-# seed is the same run as before). `ALL_NEMESES` is the old name of the same tuple.
+# The default sweeps draw from these: faults and the operator's own actions (health checks, switchover,
+# before_lead gates; the gate faults only act in gated runs). `ALL_NEMESES` is the old name.
 DEFAULT_NEMESES = tuple(NEMESES)
 ALL_NEMESES = DEFAULT_NEMESES
 OPT_IN_NEMESES: dict[str, Callable[[Nemesis], Stop | None]] = {

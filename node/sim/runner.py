@@ -62,6 +62,7 @@ class RunConfig:
     nemeses: tuple[str, ...] = DEFAULT_NEMESES
     keep_trace: bool = False
     max_events: int = MAX_EVENTS_PER_RUN
+    gated: bool | None = None  # a before_lead gate on every node; None: on odd seeds
 
     def __post_init__(self) -> None:
         if not 1 <= self.node_count <= NODE_COUNT_MAX:
@@ -85,6 +86,8 @@ class RunConfig:
                 heartbeat_interval_ms=self.heartbeat_interval_ms,
                 failure_timeout_ms=self.failure_timeout_ms,
                 election_timeout_ms=self.election_timeout_ms,
+                gated=self.seed % 2 == 1 if self.gated is None else self.gated,
+                gate_timeout_ms=self.election_timeout_ms,
             )
             for node_id in ids
         ]

@@ -33,16 +33,27 @@ from node.core.actions import (
     Persist,
     Role,
     RoleChanged,
+    RunGate,
     Send,
     SetTimer,
 )
-from node.core.events import Event, MessageReceived, PeerUnreachable, ShutdownRequested, Start, TimerFired
+from node.core.events import (
+    EligibilityChanged,
+    Event,
+    GateFinished,
+    MessageReceived,
+    PeerUnreachable,
+    ShutdownRequested,
+    Start,
+    SwitchoverRequested,
+    TimerFired,
+)
 from node.core.messages import Coordinator, Heartbeat, Message
 from node.core.protocol import Algorithm
 from node.core.settings import Settings
 from node.core.state import DurableState
 from node.history.model import HistoryEvent
-from node.sim.host import Delivery, HintDue, NodeItem, SimNode, TimerDue
+from node.sim.host import Delivery, HintDue, LocalDue, NodeItem, SimNode, TimerDue
 from node.sim.invariants import NodeSnapshot, SafetyMonitor
 from node.sim.network import MAX_HELD_MESSAGES, Network
 from node.sim.scheduler import Scheduler
@@ -55,6 +66,7 @@ MAX_ACTIONS_PER_STEP = 1_000  # one event producing more actions than this is a 
 RST_DELAY_MS = (1, 5)  # a refused connect or a reset reaches the sender this fast on loopback
 EXIT_DELAY_MS = (1, 50)  # a stopping node's queued frames are written (the runtime waits up to 500 ms)
 _QUIET_ACTIONS = (Send, Broadcast, SetTimer, CancelTimer)  # a step with only these changed no state
+GATE_MS = (1, 200)  # how long a before_lead gate runs (a slow gate: around gate_timeout)
 
 
 class SimulationLimitError(Exception):
@@ -100,6 +112,10 @@ class World:
         self.on_log: Callable[[HistoryEvent], None] | None = None  # scenario tests: react to a log line
         self.on_send: SendHook | None = None  # tests: see each Send/Broadcast (sender, destinations, message)
         self._leaders: set[int] = set()  # nodes whose last view said leader
+        # The hosts' before_lead gates (the nemesis sets these): nodes whose gate fails, or runs slow.
+        self.gate_failing: set[int] = set()
+        self.gate_slow: set[int] = set()
+        self.unhealthy: dict[int, str] = {}  # node -> why its host says it may not run for leader
 
     @property
     def now_ms(self) -> int:
@@ -166,9 +182,16 @@ class World:
             del node.timers[item.timer]
             event = TimerFired(now_ms, item.timer)
             self.log(f"n{node.node_id} timer {item.timer.value}")
-        else:
+        elif isinstance(item, HintDue):
             event = PeerUnreachable(now_ms, item.peer_id)
             self.log(f"n{node.node_id} unreachable {item.peer_id}")
+        else:
+            event = item.make(now_ms)
+            self.log(f"n{node.node_id} {item.label}")
+            if isinstance(event, GateFinished) and event.passed:
+                node.gates_passed.add(event.epoch)
+            elif isinstance(event, EligibilityChanged):
+                node.ineligible = event.reason is not None
         self._step(node, event)
 
     def _step(self, node: SimNode, event: Event) -> None:
@@ -253,7 +276,12 @@ class World:
             self.safety.on_persist(self.now_ms, node_id, node.disk, action.state)
             node.disk = action.state
             self.log(f"n{node_id} persist epoch={action.state.epoch} voted_for={action.state.voted_for}")
+        elif isinstance(action, RunGate):
+            self._run_gate(node, action.epoch)
         elif isinstance(action, RoleChanged):
+            if action.role is Role.LEADER:
+                barred = self._why_no_office(node, action.epoch)
+                self.safety.on_office(self.now_ms, node_id, action.epoch, barred)
             node.published = (action.role, action.leader_id, action.epoch)
             self.log(f"n{node_id} role {action.role.value} leader={action.leader_id} epoch={action.epoch}")
             if action.role is Role.LEADER:
@@ -261,6 +289,54 @@ class World:
                 self.safety.on_leader(self.now_ms, node_id, action.epoch)
         else:
             self._record(node_id, action)
+
+    def _why_no_office(self, node: SimNode, epoch: int) -> str | None:
+        """What should have kept `node` from taking office under `epoch`, if anything."""
+        if node.settings.gated and epoch not in node.gates_passed:
+            return "its before_lead gate did not pass for this epoch"
+        if node.ineligible:
+            return "its host told it that it may not run for leader"
+        return None
+
+    def _run_gate(self, node: SimNode, epoch: int) -> None:
+        """The host runs the before_lead gate: it passes unless the nemesis made it fail; a slow one may
+        outlast gate_timeout, and the runtime then kills it and reports it failed."""
+        timeout_ms = node.settings.gate_timeout_ms
+        if node.node_id in self.gate_slow:
+            delay_ms = self.rng.randint(timeout_ms // 2, timeout_ms * 3 // 2)
+        else:
+            delay_ms = self.rng.randint(*GATE_MS)
+        passed = node.node_id not in self.gate_failing
+        detail = "exit status 0" if passed else "exit status 1"
+        if delay_ms >= timeout_ms:
+            delay_ms, passed, detail = timeout_ms, False, f"killed after {timeout_ms} ms"
+        label = f"gate epoch={epoch} passed={passed}"
+        self.tell(node.node_id, label, lambda now_ms: GateFinished(now_ms, epoch, passed, detail), delay_ms)
+
+    def tell(self, node_id: int, label: str, make: Callable[[int], Event], delay_ms: int = 0) -> None:
+        """Deliver a host event (gate result, health, an operator's request) to the node's current life."""
+        node = self.nodes[node_id]
+        self.scheduler.at(self.now_ms + delay_ms, LocalDue(node_id, node.incarnation, label, make))
+
+    def set_eligible(self, node_id: int, reason: str | None) -> None:
+        """The host's health check (or maintenance) changed: the node hears it at once if it runs, and
+        again at each start while it lasts."""
+        if reason is None:
+            self.unhealthy.pop(node_id, None)
+        else:
+            self.unhealthy[node_id] = reason
+        if self.nodes[node_id].alive:
+            self.tell(node_id, f"eligibility {reason}", lambda now_ms: EligibilityChanged(now_ms, reason))
+
+    def switchover(self, node_id: int, target: int | None) -> bool:
+        """The operator's `leaderctl switchover` on `node_id`: asked only if the node would accept it."""
+        node = self.nodes[node_id]
+        if not node.running or node.algorithm is None:
+            return False
+        if node.algorithm.switchover_refusal(target) is not None:
+            return False
+        self.tell(node_id, f"switchover to {target}", lambda now_ms: SwitchoverRequested(now_ms, target))
+        return True
 
     def _check_send(self, node: SimNode, message: Message) -> None:
         self.safety.on_send(self.now_ms, node.node_id, message, node.disk.epoch)
@@ -336,6 +412,9 @@ class World:
         node.reborn(self._factory(node.settings, node.disk, node_rng), self.now_ms)
         self.log(f"n{node_id} start incarnation={node.incarnation} disk={node.disk}")
         self._step(node, Start(self.now_ms))
+        reason = self.unhealthy.get(node_id)
+        if reason is not None:  # the runtime's first health check (or its maintenance file) says so
+            self.set_eligible(node_id, reason)
 
     def persist_unannounced(self, node_id: int, state: DurableState) -> None:
         """Write `state` to a stopped node's disk, as if it had persisted that promise (a candidacy, or a
