@@ -267,7 +267,8 @@ class ElectionNode(Following, Voting, Handoff):
                 self._proposal = None
                 live = unexpired(proposal.leases, self._now_ms)
                 confirmed = 1 + len(live) >= self.settings.quorum_size
-                if confirmed and not self.settings.gated and self._eligible():
+                gate_passed = not self.settings.gated or self._gate_passed == proposal.epoch
+                if confirmed and gate_passed and self._eligible():
                     self._become_leader(proposal.epoch, live)  # the grants were the confirmations
                 else:
                     self._seek_confirmation(proposal.epoch, self.node_id)
@@ -328,6 +329,7 @@ class ElectionNode(Following, Voting, Handoff):
         )
         self._leader_id = None
         self._abandon_election()
+        self._gate_passed = epoch  # it keeps its office: its before_lead gate passed when it took it
         self._propose_binding(epoch, stamped=True)
 
     def _fail_attempt(self, reason: str) -> None:

@@ -22,6 +22,7 @@ from node.algorithms.machine import Machine, Phase
 from node.core.actions import EventName, LogLevel, RunGate
 from node.core.events import TimerId
 from node.core.messages import Resign
+from node.core.state import DurableState
 
 GATE_MARGIN_MS = 1_000  # the runtime reports a gate it killed at gate_timeout; the core waits this longer
 
@@ -70,8 +71,7 @@ class Handoff(Machine):
             self._elect_unless_led("its hold-off after handing leadership on is over")
 
     def _give_up_office(self, reason: str) -> None:
-        """This node may no longer lead: a leader hands off, a winner declines, a candidate withdraws.
-        A voter keeps its promise and keeps waiting for the candidate it promised."""
+        """This node may no longer lead: a leader hands off, a winner declines, a candidate withdraws."""
         if self._is_leader:
             self._resign(reason, successor=None, staying=True)
             return
@@ -81,8 +81,8 @@ class Handoff(Machine):
         if self._gating is not None:
             self._decline(self._gating[0], reason)
             return
-        if self._phase is Phase.AWAIT_COORDINATOR:
-            return
+        if self._phase in (Phase.AWAIT_COORDINATOR, Phase.AWAIT_TOKEN):
+            return  # a voter keeps its promise; a ring initiator's round elects the best eligible node
         if self._proposal is not None and not self._proposal.pre_vote:
             self._decline(self._proposal.epoch, reason)  # voters promised us: hand the epoch on
         elif self._electing():
@@ -112,6 +112,8 @@ class Handoff(Machine):
             return  # the gate of an attempt this node gave up since
         self._gating = None
         self._cancel_timer(TimerId.GATE)
+        if self._durable != DurableState(epoch, gating[1]):
+            return  # its promise moved on while the gate ran (a preempting claim): nothing to take up
         if not passed:
             self._decline(epoch, f"its before_lead gate failed ({detail})")
             return

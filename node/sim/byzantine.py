@@ -159,7 +159,8 @@ class Forger:
         epoch = self.epoch(epochs)
         if kind is MsgType.HEARTBEAT:
             leader = rng.choice((None, sender, self.node_id(receiver)))
-            return Heartbeat(sender, epoch, leader, self.optional_stamp(now_ms), self.echo(now_ms))
+            eligible = rng.random() < 0.7
+            return Heartbeat(sender, epoch, leader, self.optional_stamp(now_ms), self.echo(now_ms), eligible)
         if kind is MsgType.ELECTION:
             return Election(
                 sender, epoch, self.node_id(receiver), self.id_list(receiver), self.id_list(receiver)
@@ -182,7 +183,8 @@ class Forger:
         if kind is MsgType.TOKEN_REFUSED:
             return TokenRefused(sender, epoch, self.epoch(epochs))
         if kind is MsgType.RESIGN:
-            return Resign(sender, epoch)
+            successor = rng.choice((None, None, self.node_id(receiver)))
+            return Resign(sender, epoch, successor, rng.random() < 0.5)
         if kind is MsgType.CONFIRM:
             return Confirm(sender, epoch, self.node_id(receiver), self.stamp(now_ms))
         return Confirmed(sender, epoch, self.stamp(now_ms))

@@ -83,6 +83,7 @@ class SimNode:
         self.restarted = False  # no step yet since the last (re)start
         self.gates_passed: set[int] = set()  # epochs whose before_lead gate passed, in this life
         self.ineligible = False  # what the host last told it (EligibilityChanged)
+        self.reelecting = False  # an incumbent's re-election runs (it keeps office without a new gate)
 
     @property
     def alive(self) -> bool:
@@ -113,6 +114,7 @@ class SimNode:
         self.published = None
         self.gates_passed = set()
         self.ineligible = False
+        self.reelecting = False
 
     def reborn(self, algorithm: Algorithm, now_ms: int) -> None:
         self.kill()

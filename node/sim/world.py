@@ -66,6 +66,9 @@ MAX_ACTIONS_PER_STEP = 1_000  # one event producing more actions than this is a 
 RST_DELAY_MS = (1, 5)  # a refused connect or a reset reaches the sender this fast on loopback
 EXIT_DELAY_MS = (1, 50)  # a stopping node's queued frames are written (the runtime waits up to 500 ms)
 _QUIET_ACTIONS = (Send, Broadcast, SetTimer, CancelTimer)  # a step with only these changed no state
+_ENDS_REELECTION = frozenset(
+    {EventName.ELECTION_STARTED, EventName.ELECTION_FAILED, EventName.LEADER_ACCEPTED}
+)
 GATE_MS = (1, 200)  # how long a before_lead gate runs (a slow gate: around gate_timeout)
 
 
@@ -282,6 +285,7 @@ class World:
             if action.role is Role.LEADER:
                 barred = self._why_no_office(node, action.epoch)
                 self.safety.on_office(self.now_ms, node_id, action.epoch, barred)
+                node.reelecting = False
             node.published = (action.role, action.leader_id, action.epoch)
             self.log(f"n{node_id} role {action.role.value} leader={action.leader_id} epoch={action.epoch}")
             if action.role is Role.LEADER:
@@ -292,7 +296,7 @@ class World:
 
     def _why_no_office(self, node: SimNode, epoch: int) -> str | None:
         """What should have kept `node` from taking office under `epoch`, if anything."""
-        if node.settings.gated and epoch not in node.gates_passed:
+        if node.settings.gated and epoch not in node.gates_passed and not node.reelecting:
             return "its before_lead gate did not pass for this epoch"
         if node.ineligible:
             return "its host told it that it may not run for leader"
@@ -349,6 +353,11 @@ class World:
             self.now_ms, node_id, log.event, log.epoch, log.leader_id, log.peer_id, log.message, "sim"
         )
         self.trace.record(event)
+        node = self.nodes[node_id]
+        if log.event == EventName.REELECTION_STARTED:
+            node.reelecting = True  # an incumbent keeps its office without a new gate (base._reelect)
+        elif log.event in _ENDS_REELECTION:
+            node.reelecting = False
         if log.event == EventName.ELECTION_STARTED:
             self.elections += 1
         elif log.event == EventName.BECAME_LEADER and log.epoch is not None:
