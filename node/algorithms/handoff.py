@@ -144,9 +144,11 @@ class Handoff(Machine):
     def switchover_refusal(self, target: int | None) -> str | None:
         """Why a switchover to `target` (None: the best eligible node) cannot happen now; None if it can.
         Pure: the runtime asks before it sends SwitchoverRequested, so a refused request changes nothing."""
-        if not self._is_leader or self._lease_supporters() < self.settings.quorum_size:
-            leader = "no leader" if self._leader_id is None else f"node {self._leader_id} leads"
+        if not self._is_leader:
+            leader = "it knows no leader" if self._leader_id is None else f"node {self._leader_id} leads"
             return f"node {self.node_id} is not the leader ({leader})"
+        if self._lease_supporters() < self.settings.quorum_size:
+            return f"node {self.node_id} is about to step down: its lease from a majority ran out"
         if target is None:
             if not any(self._may_succeed(peer_id) for peer_id in self.settings.peer_ids):
                 return "no other member is reachable and eligible"
