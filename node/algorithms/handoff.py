@@ -113,7 +113,9 @@ class Handoff(Machine):
         self._gating = None
         self._cancel_timer(TimerId.GATE)
         if self._durable != DurableState(epoch, gating[1]):
-            return  # its promise moved on while the gate ran (a preempting claim): nothing to take up
+            # Its promise moved on while the gate ran (a claim it preempts): run again from there.
+            self._begin_election(f"its promise moved past epoch {epoch} while its before_lead gate ran")
+            return
         if not passed:
             self._decline(epoch, f"its before_lead gate failed ({detail})")
             return

@@ -10,9 +10,22 @@ import pytest
 
 from node.algorithms import ALGORITHMS
 from node.algorithms.base import ElectionNode
-from node.core.actions import Role
+from node.core.actions import Role, RunGate
+from node.core.events import GateFinished, TimerId
+from node.core.messages import Confirm, Ok, Resign
+from node.core.state import DurableState
 
-from .harness import Cluster, Driven, coordinator, hb
+from .harness import (
+    Cluster,
+    Driven,
+    confirmed,
+    coordinator,
+    election,
+    events_in,
+    hb,
+    messages_in,
+    promise,
+)
 
 FAILURE_MS = 3_000
 ELECTION_MS = 5_000
@@ -222,3 +235,51 @@ def test_ring_believes_a_later_non_claim_after_failure_timeout() -> None:
     node.hear(1, 2, 4, at_ms=500 + FAILURE_MS, leader_id=5)
     node.receive(hb(5, 5, None), at_ms=500 + FAILURE_MS)
     assert node.leader_id is None
+
+
+# ------------------------------------------------------------------ driven by hand
+
+
+def gating_bully(**overrides: object) -> Driven:
+    """Bully node 5 (gated) that won epoch 4 with the promises of 1 and 2: its gate runs."""
+    node = Driven("bully", 5, epoch=3, gated=True, **overrides)
+    node.start(-3_000)
+    node.now_ms = 100
+    node.hear(1, 2, 3, 4)
+    node.fire(TimerId.LISTEN, at_ms=100 + node.settings.listen_ms)
+    for pre_vote in (True, False):
+        for voter in (1, 2):
+            node.receive(promise(voter, 4, pre_vote=pre_vote, granted=True, known_epoch=3))
+    assert any(isinstance(a, RunGate) and a.epoch == 4 for a in node.history), node.history
+    assert node.role is Role.CANDIDATE
+    return node
+
+
+def test_a_gate_that_passes_leads_to_confirmation_and_office() -> None:
+    node = gating_bully()
+    actions = node.step(GateFinished(node.now_ms + 50, 4, passed=True))
+    assert [m for _, m in messages_in(actions) if isinstance(m, Confirm)], actions
+    for voter in (1, 2):
+        node.receive(confirmed(voter, 4, echo_ms=node.now_ms))
+    assert node.role is Role.LEADER
+
+
+def test_a_failed_gate_hands_the_epoch_on_and_holds_off() -> None:
+    node = gating_bully()
+    actions = node.step(GateFinished(node.now_ms + 50, 4, passed=False, detail="exit status 1"))
+    assert (None, Resign(5, 4, staying=True)) in messages_in(actions)
+    assert "lead_declined" in events_in(actions)
+    assert not node.view().eligible
+    # Until its hold-off is over it runs for nobody, even when asked by a lower id.
+    assert not [m for _, m in messages_in(node.receive(election(3, 4))) if isinstance(m, Ok)]
+    node.fire(TimerId.HOLD_OFF, at_ms=node.now_ms + node.settings.election_timeout_ms)
+    assert node.view().eligible
+
+
+def test_a_gate_result_after_the_promise_moved_on_starts_over_instead_of_crashing() -> None:
+    node = gating_bully(preempt=True)
+    node.receive(coordinator(3, 9))  # a lower id leads a higher epoch: preempt, persist it, run again
+    assert node.durable == DurableState(9, None)
+    actions = node.step(GateFinished(node.now_ms + 50, 4, passed=True))
+    assert "election_started" in events_in(actions)
+    assert node.role is not Role.LEADER
