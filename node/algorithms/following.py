@@ -273,6 +273,10 @@ class Following(Machine):
             )
             event = EventName.LEADER_LOST if ours else EventName.ELECTION_ABANDONED
             self._log(event, reason, LogLevel.NOTICE)
+            if ours:
+                # Whether it stops or stays, it left office before it sent this: the lease we owe it
+                # would only keep its successor waiting (a stopping one is also hinted unreachable).
+                self._owed.release(sender)
             self._leader_id = None
             self._abandon_election()
             self._handoff_from = sender

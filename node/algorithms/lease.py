@@ -68,6 +68,13 @@ class OwedLease:
         self.leader_id = leader_id
         self.until_ms = until_ms
 
+    def release(self, leader_id: int) -> None:
+        """`leader_id` resigned the epoch we follow it under: it left office before it said so, and
+        counts on nobody's support any more."""
+        if self.leader_id == leader_id:
+            self.leader_id = None
+            self.until_ms = 0
+
     def binds(
         self,
         now_ms: int,

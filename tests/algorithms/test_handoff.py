@@ -29,7 +29,7 @@ from .harness import (
 
 FAILURE_MS = 3_000
 ELECTION_MS = 5_000
-HOP_MS = 1
+HANDOFF_MS = 30  # RESIGN, one round of (stamped) promises or a ring round, COORDINATOR: 1 ms links
 
 
 def next_leader(cluster: Cluster, old: tuple[int, int], within_ms: int = 30_000) -> tuple[int, int]:
@@ -127,7 +127,7 @@ def test_a_leader_that_becomes_ineligible_hands_off_at_once(algorithm: str) -> N
     new_leader, new_epoch = next_leader(cluster, (leader, epoch))
     assert new_leader != leader and new_epoch > epoch
     assert cluster.events("resigned", node_id=leader)
-    assert cluster.now_ms - at_ms < FAILURE_MS  # a hand-off, not a failure detection
+    assert cluster.now_ms - at_ms <= HANDOFF_MS  # a hand-off, not a lease or failure timeout
     view = cluster.view(leader)
     assert view.role is Role.FOLLOWER and view.leader_id == new_leader
     assert view.ineligible_reason == "health check failed: exit status 1"
@@ -179,7 +179,8 @@ def test_a_switchover_hands_leadership_to_the_named_or_best_node(algorithm: str,
     at_ms = cluster.now_ms
     new_leader, new_epoch = next_leader(cluster, (leader, epoch))
     assert new_leader == (4 if target is None else target) and new_epoch > epoch
-    assert cluster.now_ms - at_ms < FAILURE_MS
+    # A hand-off: a few 1 ms hops (Ring: round the ring), not a lease or failure timeout.
+    assert cluster.now_ms - at_ms <= HANDOFF_MS, cluster.now_ms - at_ms
     cluster.run_for(3 * ELECTION_MS)  # the old leader is back to eligible: no churn
     assert cluster.agreed_leader() == (new_leader, new_epoch)
     assert cluster.view(leader).eligible

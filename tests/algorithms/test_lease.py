@@ -115,6 +115,15 @@ def test_a_later_echo_replaces_the_lease() -> None:
     assert not owed.binds(4500, following=None, exempt=(4,))
 
 
+def test_a_resignation_releases_only_the_lease_owed_to_its_sender() -> None:
+    owed = OwedLease(T)
+    owed.owe(5, 1000)
+    owed.release(4)  # someone else resigned: we still owe 5
+    assert owed.binds(2000, following=None)
+    owed.release(5)
+    assert not owed.binds(2000, following=None)
+
+
 # ---------------------------------------------------------------------------------- start-up blackout
 
 
