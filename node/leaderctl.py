@@ -144,15 +144,16 @@ def cmd_switchover(socket_path: str, target: int | None, wait_s: float) -> int:
     if not reply["ok"]:
         print(f"switchover refused, nothing changed: {reply.get('error')}", file=sys.stderr)
         return 1
-    old_leader, old_epoch = reply.get("leader_id"), reply.get("epoch")
+    old_leader, old_epoch = reply.get("leader_id"), int(reply.get("epoch", 0))
     to = "the best eligible node" if target is None else f"node {target}"
     print(f"node {old_leader} hands leadership of epoch {old_epoch} on to {to}", file=sys.stderr)
 
-    def new_leader(status: dict[str, Any]) -> bool:
-        leader_id, _ = _leader_of(status)
-        return leader_id is not None and leader_id != old_leader
+    def decided(status: dict[str, Any]) -> bool:
+        """A leader of a later epoch: the successor, or (the hand-off failed) the old leader again."""
+        leader_id, epoch = _leader_of(status)
+        return leader_id is not None and isinstance(epoch, int) and epoch > old_epoch
 
-    done = _wait_for(socket_path, wait_s, new_leader)
+    done = _wait_for(socket_path, wait_s, decided)
     if done is None:
         print(
             f"switchover: node {old_leader} resigned, but knows no new leader within {wait_s:g} s "
@@ -162,6 +163,9 @@ def cmd_switchover(socket_path: str, target: int | None, wait_s: float) -> int:
         return 1
     leader_id, epoch = _leader_of(done)
     print(f"leader {leader_id}, epoch {epoch}")
+    if leader_id == old_leader:
+        print(f"switchover: the hand-off did not happen; node {leader_id} leads again", file=sys.stderr)
+        return 1
     if target is not None and leader_id != target:
         print(f"switchover: node {leader_id} leads, not node {target}", file=sys.stderr)
         return 1

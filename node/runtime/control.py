@@ -54,7 +54,7 @@ from node.runtime.journal import Journal
 
 SOCKET_MODE = 0o660  # owner (the service user) and the service's group; nobody else
 MAX_CONTROL_CONNECTIONS = 8  # more wait in the listen backlog
-LISTEN_BACKLOG = 16
+LISTEN_BACKLOG = 64  # a burst of local clients waits here instead of failing with EAGAIN
 READ_TIMEOUT_S = 2.0  # the whole request line, from accept
 WRITE_TIMEOUT_S = 2.0
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
