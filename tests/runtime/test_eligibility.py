@@ -25,7 +25,7 @@ from node.runtime.eligibility import (
 )
 from node.runtime.hooks import HookResult, HooksConfig
 
-from .cluster import Cluster, http_get, wait_until
+from .cluster import Cluster, http_get, process_alive, wait_until
 
 # -- pure parts ----------------------------------------------------------------------------------------
 
@@ -247,7 +247,7 @@ def test_a_passing_gate_runs_before_the_winner_takes_office(make_cluster: Callab
 HEALTH = """#!/bin/sh
 # health_check: fails while sick-<id> exists, hangs while slow-<id> exists.
 here="$(dirname "$0")"
-[ -e "$here/slow-$LEADER_NODE_NODE_ID" ] && sleep 60
+[ -e "$here/slow-$LEADER_NODE_NODE_ID" ] && { echo $$ >> "$here/slow-pids"; sleep 60; }
 [ -e "$here/sick-$LEADER_NODE_NODE_ID" ] && { echo "sick" >&2; exit 1; }
 exit 0
 """
@@ -323,3 +323,7 @@ def test_a_failing_health_check_hands_leadership_off_and_a_passing_one_restores_
     slow = cluster.events(3, "hook_finished")[-1]
     assert slow["EXIT_STATUS"] == "-9" and int(slow["DURATION_MS"]) >= 400
     assert "killed after the 400 ms timeout" in slow["MESSAGE"]
+    # Stopping kills a check in progress with its process group at once, not after its timeout.
+    assert cluster.terminate(3, timeout_s=10) == 0
+    pids = [int(pid) for pid in (directory / "slow-pids").read_text().split()]
+    wait_until(lambda: not any(process_alive(pid) for pid in pids), 5, "every hanging check to be gone")
