@@ -91,7 +91,7 @@ def bind_control_socket(path: Path) -> socket.socket:
         raise ControlSocketError(f"cannot create the control socket {path}: {exc.strerror or exc}") from exc
     try:
         sock.bind(str(path))
-        # Until listen() nobody can connect, so widening from the umask's mode to 0660 opens no window.
+        # Until listen() nobody can connect: setting 0660 now, whatever the umask made, leaves no window.
         os.chmod(path, SOCKET_MODE)
         sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
