@@ -501,6 +501,24 @@ def test_hooks_resolve_relative_paths_and_default_their_timeout(tmp_path: Path) 
         ('on_role_change = "hook"\ntimeout = "11min"\n', 0o755, "hooks.timeout", "cannot read duration"),
         ('on_role_change = "hook"\ntimeout = "601s"\n', 0o755, "hooks.timeout", "at most 600 s"),
         ('before_leed = "hook"\n', 0o755, "hooks.before_leed", "unknown key"),
+        ('before_lead = "missing"\n', None, "hooks.before_lead", "does not exist"),
+        ('before_lead = "hook"\n', 0o644, "hooks.before_lead", "is not executable"),
+        ('health_check = "missing"\n', None, "hooks.health_check", "does not exist"),
+        ('health_check = "hook"\n', 0o600, "hooks.health_check", "is not executable"),
+        ("health_check = 7\n", None, "hooks.health_check", "expected a path"),
+        (
+            'health_check = "hook"\nhealth_interval = "99ms"\n',
+            0o755,
+            "hooks.health_interval",
+            "outside 100 ms",
+        ),
+        ('health_check = "hook"\nhealth_interval = "601s"\n', 0o755, "hooks.health_interval", "to 10 min"),
+        (
+            'health_check = "hook"\nhealth_interval = 2\n',
+            0o755,
+            "hooks.health_interval",
+            "expected a duration",
+        ),
     ],
 )
 def test_bad_hooks_name_the_key(
@@ -519,3 +537,38 @@ def test_hooks_must_be_a_table(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, 'hooks = "x"\n' + GOOD))
     assert caught.value.field == "hooks"
+
+
+def test_every_hook_and_the_health_interval_load(tmp_path: Path) -> None:
+    for name in ("gate", "health"):
+        (tmp_path / name).write_text("#!/bin/sh\n")
+        (tmp_path / name).chmod(0o755)
+    table = 'before_lead = "gate"\nhealth_check = "health"\nhealth_interval = "500ms"\ntimeout = "3s"\n'
+    config = load_config(write(tmp_path, with_hooks(table)))
+    assert config.hooks == HooksConfig(
+        before_lead=tmp_path / "gate",
+        health_check=tmp_path / "health",
+        timeout_ms=3000,
+        health_interval_ms=500,
+    )
+    # The core runs a gate exactly when before_lead is set, and waits for it as long as the runtime does.
+    assert (config.settings.gated, config.settings.gate_timeout_ms) == (True, 3000)
+    health_only = load_config(write(tmp_path, with_hooks('health_check = "health"\n')))
+    assert (health_only.settings.gated, health_only.hooks.health_interval_ms) == (False, 2000)
+    assert load_config(write(tmp_path, GOOD)).settings.gated is False
+
+
+def test_control_socket_defaults_resolves_and_fits_a_socket_address(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, GOOD)).control_socket == Path("/run/leader-node/control.sock")
+    relative = load_config(write(tmp_path, 'control_socket = "ctl.sock"\n' + GOOD))
+    assert relative.control_socket == tmp_path / "ctl.sock"
+    long_path = "/run/" + "x" * 103  # 108 bytes: no room for the terminating NUL of sun_path
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, f'control_socket = "{long_path}"\n' + GOOD))
+    assert (caught.value.field, caught.value.problem) == (
+        "control_socket",
+        f"{long_path} is 108 bytes; a Unix socket's path is at most 107",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, 'control_socket = ""\n' + GOOD))
+    assert caught.value.field == "control_socket"

@@ -135,3 +135,35 @@ def test_a_leader_unit_names_the_shipped_hook_and_stopping_covers_two_runs(tmp_p
 def test_an_operators_hook_is_named_as_given(tmp_path: Path) -> None:
     _, node_toml = render(tmp_path, leader_node_hooks_on_role_change="/etc/leader-node/hooks/role-change")
     assert tomllib.loads(node_toml)["hooks"]["on_role_change"] == "/etc/leader-node/hooks/role-change"
+
+
+def test_the_unit_gives_the_control_socket_a_runtime_directory(tmp_path: Path) -> None:
+    unit, node_toml = render(tmp_path)
+    assert directives(unit, "RuntimeDirectory") == ["leader-node"]
+    assert directives(unit, "RuntimeDirectoryMode") == ["0750"]
+    assert "control_socket" not in node_toml  # the default, /run/leader-node/control.sock, is in it
+
+
+def test_a_gate_and_a_health_check_are_rendered_without_a_role_change_hook(tmp_path: Path) -> None:
+    _, node_toml = render(
+        tmp_path,
+        leader_node_hooks_before_lead="/etc/leader-node/hooks/before-lead",
+        leader_node_hooks_health_check="/etc/leader-node/hooks/health",
+        leader_node_hooks_health_interval="500ms",
+        leader_node_hooks_timeout_sec=3,
+    )
+    assert tomllib.loads(node_toml)["hooks"] == {
+        "before_lead": "/etc/leader-node/hooks/before-lead",
+        "health_check": "/etc/leader-node/hooks/health",
+        "health_interval": "500ms",
+        "timeout": "3s",
+    }
+    _, node_toml = render(
+        tmp_path, leader_node_leader_unit="myapp.service", leader_node_hooks_health_check="/usr/local/bin/ok"
+    )
+    assert tomllib.loads(node_toml)["hooks"] == {
+        "on_role_change": "/opt/leader-node/libexec/leader-unit-hook",
+        "health_check": "/usr/local/bin/ok",
+        "health_interval": "2s",
+        "timeout": "10s",
+    }

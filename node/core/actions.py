@@ -37,6 +37,7 @@ class EventName(StrEnum):
     STARTUP_FAILED = "startup_failed"
     PEER_UNREACHABLE = "peer_unreachable"
     HOOK_FINISHED = "hook_finished"
+    CONTROL_REQUEST = "control_request"
     # From the algorithms (MESSAGE_REJECTED from both).
     MESSAGE_REJECTED = "message_rejected"
     STARTED = "started"

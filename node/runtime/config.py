@@ -1,7 +1,8 @@
 """node.toml -> a validated, frozen NodeConfig (every key, default and error: docs/configuration.md).
 
 Every error names the offending field, so that `leader-node check-config` tells an operator exactly what
-to fix. Relative paths (`secret_file`, `state_dir`) are resolved against the config file's directory.
+to fix. Relative paths (`secret_file`, `state_dir`, `control_socket`, the hooks) are resolved against
+the config file's directory.
 The rules on ids and timers are node/core/settings.py's (check_node_id, check_timers), applied here with
 the file's key names; `check-config` is also what the Ansible role validates every rendered file with.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from node.algorithms import ALGORITHMS
+from node.control import DEFAULT_CONTROL_SOCKET
 from node.core import durations
 from node.core.settings import Settings, SettingsError, check_node_id, check_timers
 from node.runtime.hooks import HooksConfig
@@ -51,11 +53,20 @@ _KNOWN_KEYS = frozenset(
         "state_dir",
         "preempt",
         "hooks",
+        "control_socket",
     }
 )
-_HOOK_KEYS = frozenset({"on_role_change", "timeout"})
+_HOOK_KEYS = frozenset({"on_role_change", "before_lead", "health_check", "timeout", "health_interval"})
+_HOOK_EXECUTABLES = ("on_role_change", "before_lead", "health_check")
 DEFAULT_HOOK_TIMEOUT = "10s"
 MAX_HOOK_TIMEOUT_MS = 600_000
+DEFAULT_HEALTH_INTERVAL = "2s"
+# Below 100 ms a health check is a busy loop of process starts; above 10 minutes a broken service keeps
+# its node eligible for longer than anyone wants (and the value is almost certainly a unit typo).
+MIN_HEALTH_INTERVAL_MS = 100
+MAX_HEALTH_INTERVAL_MS = 600_000
+# sun_path holds 108 bytes with its terminating NUL (unix(7)): a longer path cannot be bound.
+MAX_SOCKET_PATH_BYTES = 107
 
 
 class ConfigError(Exception):
@@ -89,6 +100,8 @@ class NodeConfig:
     previous_secret: bytes | None = field(default=None, repr=False)
     cluster_name: str = DEFAULT_CLUSTER_NAME  # bound into every connection handshake
     hooks: HooksConfig = field(default_factory=HooksConfig)
+    # The local control socket (leaderctl switchover / maintenance): node/runtime/control.py.
+    control_socket: Path = Path(DEFAULT_CONTROL_SOCKET)
     # Problems that do not stop the node (a secret file others can read): check-config prints each on
     # stderr as "PATH: warning: ...", `leader-node run` logs each as a config_warning event at start.
     warnings: tuple[str, ...] = ()
@@ -249,13 +262,38 @@ def _hooks(value: object, base_dir: Path) -> HooksConfig:
     for key in value:
         if key not in _HOOK_KEYS:
             raise ConfigError(f"hooks.{key}", f"unknown key (known keys: {', '.join(sorted(_HOOK_KEYS))})")
-    on_role_change = None
-    if "on_role_change" in value:
-        on_role_change = _executable("hooks.on_role_change", value["on_role_change"], base_dir)
+    executables = {
+        key: _executable(f"hooks.{key}", value[key], base_dir) for key in _HOOK_EXECUTABLES if key in value
+    }
     timeout_ms = parse_duration_ms("hooks.timeout", value.get("timeout", DEFAULT_HOOK_TIMEOUT))
     if timeout_ms > MAX_HOOK_TIMEOUT_MS:
         raise ConfigError("hooks.timeout", f"at most {MAX_HOOK_TIMEOUT_MS // 1000} s, got {timeout_ms} ms")
-    return HooksConfig(on_role_change=on_role_change, timeout_ms=timeout_ms)
+    interval_ms = parse_duration_ms(
+        "hooks.health_interval", value.get("health_interval", DEFAULT_HEALTH_INTERVAL)
+    )
+    if not MIN_HEALTH_INTERVAL_MS <= interval_ms <= MAX_HEALTH_INTERVAL_MS:
+        raise ConfigError(
+            "hooks.health_interval",
+            f"{interval_ms} ms is outside {MIN_HEALTH_INTERVAL_MS} ms to "
+            f"{MAX_HEALTH_INTERVAL_MS // 60_000} min",
+        )
+    return HooksConfig(
+        on_role_change=executables.get("on_role_change"),
+        before_lead=executables.get("before_lead"),
+        health_check=executables.get("health_check"),
+        timeout_ms=timeout_ms,
+        health_interval_ms=interval_ms,
+    )
+
+
+def _socket_path(field_name: str, value: object, base_dir: Path) -> Path:
+    path = _path(field_name, value, base_dir)
+    size = len(os.fsencode(path))
+    if size > MAX_SOCKET_PATH_BYTES:
+        raise ConfigError(
+            field_name, f"{path} is {size} bytes; a Unix socket's path is at most {MAX_SOCKET_PATH_BYTES}"
+        )
+    return path
 
 
 def _cluster_name(value: object) -> str:
@@ -336,6 +374,9 @@ def config_from_mapping(raw: Mapping[str, Any], path: Path) -> NodeConfig:
             raise ConfigError("previous_secret_file", f"{previous_path} holds the same secret as secret_file")
     cluster_name = _cluster_name(raw.get("cluster_name", DEFAULT_CLUSTER_NAME))
     state_dir = _path("state_dir", raw.get("state_dir", DEFAULT_STATE_DIR), base_dir)
+    control_socket = _socket_path(
+        "control_socket", raw.get("control_socket", DEFAULT_CONTROL_SOCKET), base_dir
+    )
     hooks = _hooks(raw["hooks"], base_dir) if "hooks" in raw else HooksConfig()
 
     settings = Settings(
@@ -345,6 +386,8 @@ def config_from_mapping(raw: Mapping[str, Any], path: Path) -> NodeConfig:
         failure_timeout_ms=failure_timeout_ms,
         election_timeout_ms=election_timeout_ms,
         preempt=preempt,
+        gated=hooks.before_lead is not None,
+        gate_timeout_ms=hooks.timeout_ms,
     )
     return NodeConfig(
         path=path,
@@ -358,6 +401,7 @@ def config_from_mapping(raw: Mapping[str, Any], path: Path) -> NodeConfig:
         previous_secret=previous_secret,
         cluster_name=cluster_name,
         hooks=hooks,
+        control_socket=control_socket,
         warnings=warnings,
     )
 

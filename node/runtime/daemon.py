@@ -1,14 +1,17 @@
 """The driver: turns sockets, timers and signals into events for one algorithm and executes its actions.
 
 One greenlet (the dispatcher) owns the algorithm. Everything else only enqueues: inbound connections put
-messages, peer links put unreachable hints, signal handlers set a flag. The dispatcher stamps each event
+messages, peer links put unreachable hints, signal handlers set a flag, and the hooks and the control
+socket put calls (`_Call`) that the dispatcher runs between two steps (the before_lead gate's result,
+a changed health verdict, an operator's switchover or maintenance). The dispatcher stamps each event
 with the monotonic clock when it takes it, steps the algorithm, and executes the returned actions in
 order without yielding in between, so a `Persist` is on disk before the next action (a `Send` carrying
 the new epoch) runs, and no other greenlet sees a half-applied step. Timers live in the dispatcher too:
 it waits on the inbox with a timeout equal to the next timer deadline.
 
 Exit codes: 0 after a clean SIGTERM/SIGINT; EXIT_CRASHED when a critical greenlet (dispatcher, peer
-server, HTTP server, a peer link) dies, so systemd restarts us instead of keeping a zombie node.
+server, HTTP server, control socket, health checker, a peer link) dies, so systemd restarts us instead
+of keeping a zombie node.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import dataclasses
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +30,7 @@ import gevent.event
 import gevent.queue
 
 from node.algorithms import make_algorithm
+from node.control import error_reply
 from node.core.actions import (
     Action,
     Broadcast,
@@ -35,12 +40,15 @@ from node.core.actions import (
     LogLevel,
     Persist,
     RoleChanged,
+    RunGate,
     Send,
     SetTimer,
 )
 from node.core.errors import LocalProtocolError
 from node.core.events import (
+    EligibilityChanged,
     Event,
+    GateFinished,
     MessageReceived,
     PeerUnreachable,
     ShutdownRequested,
@@ -52,7 +60,9 @@ from node.core.messages import Message
 from node.core.session import Keyring
 from node.core.view import NodeView
 from node.runtime.config import ConfigError, NodeConfig, load_config
-from node.runtime.hooks import HookRunner
+from node.runtime.control import ControlRequests, ControlServer
+from node.runtime.eligibility import Eligibility, GateRunner, HealthChecker
+from node.runtime.hooks import HookRunner, HooksConfig
 from node.runtime.http import StatusApp, make_http_server
 from node.runtime.journal import Journal, LineBudget, RateLimiter
 from node.runtime.metrics import ELECTION_STARTED_EVENT, Metrics
@@ -69,6 +79,7 @@ REJECT_LOG_INTERVAL_MS = 10_000  # at most one message_rejected line per remote 
 # At most one peer_unreachable line per peer and reason per minute: a link retries every backoff.
 UNREACHABLE_LOG_INTERVAL_MS = 60_000
 REJECT_LOG_LINES_PER_S = 5  # and at most 5 such lines per second from all hosts together (a flood)
+CONTROL_ANSWER_TIMEOUT_S = 5.0  # a control request the dispatcher has not answered by then gets an error
 # What a reload (SIGHUP) applies; every other difference in node.toml needs a restart.
 RELOADABLE_KEYS = ("secret_file", "previous_secret_file", "hooks")
 
@@ -93,8 +104,23 @@ def restart_only_changes(old: NodeConfig, new: NodeConfig) -> list[str]:
         "preempt": (old.settings.preempt, new.settings.preempt),
         "state_dir": (old.state_dir, new.state_dir),
         "cluster_name": (old.cluster_name, new.cluster_name),
+        "control_socket": (old.control_socket, new.control_socket),
+        # The core knows whether a winner runs a gate and how long it waits for one (Settings).
+        "hooks.before_lead": (old.settings.gated, new.settings.gated),
     }
-    return [key for key, (before, after) in pairs.items() if before != after]
+    changed = [key for key, (before, after) in pairs.items() if before != after]
+    both_gated = old.settings.gated and new.settings.gated
+    if both_gated and old.settings.gate_timeout_ms != new.settings.gate_timeout_ms:
+        changed.append("hooks.timeout")  # applies to the other hooks now, to before_lead at the restart
+    return changed
+
+
+def reloaded_hooks(old: NodeConfig, new: NodeConfig) -> HooksConfig:
+    """The [hooks] a reload applies: all of the new table, except that before_lead is not added or
+    removed (the election of the running node was built with or without a gate)."""
+    if old.settings.gated != new.settings.gated:
+        return dataclasses.replace(new.hooks, before_lead=old.hooks.before_lead)
+    return new.hooks
 
 
 def monotonic_ms() -> int:
@@ -110,8 +136,15 @@ class _Wake:
     """Inbox sentinel: look at the shutdown flag now."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """Run `run` in the dispatcher, between two steps: how another greenlet steps the core."""
+
+    run: Callable[[], None]
+
+
 _WAKE = _Wake()
-_InboxItem = Message | _Unreachable | _Wake
+_InboxItem = Message | _Unreachable | _Wake | _Call
 
 
 def status_line(role: str, leader_id: int | None, epoch: int) -> str:
@@ -132,6 +165,22 @@ class Daemon:
         self._initial_epoch = initial_state.epoch
         rng = random.SystemRandom()
         self.algorithm = make_algorithm(config.algorithm, config.settings, initial_state, rng)
+        self.eligibility = Eligibility(config.state_dir, config.hooks.health_check)
+        self.gate = GateRunner(config.node_id, journal, self._gate_finished)
+        self.health = HealthChecker(config.node_id, config.hooks, journal, self._health_changed)
+        self.control = ControlServer(
+            config.control_socket,
+            ControlRequests(
+                self.algorithm,
+                self.eligibility,
+                journal,
+                view=self.view,
+                step=self._step,
+                clock_ms=monotonic_ms,
+                tell_eligibility=self._tell_eligibility,
+                in_dispatcher=self._in_dispatcher,
+            ).handle,
+        )
         self._inbox: gevent.queue.Queue[_InboxItem] = gevent.queue.Queue(maxsize=INBOX_MAX_ITEMS)
         self._timers: dict[TimerId, int] = {}  # armed timer -> absolute deadline in ms
         self._shutdown_requested = False
@@ -165,6 +214,11 @@ class Daemon:
         self.transport.bind()
         try:
             self.http.start()
+            try:
+                self.control.bind()
+            except OSError:
+                self.http.close()
+                raise
         except OSError:
             self.transport.server.close()
             raise
@@ -180,7 +234,9 @@ class Daemon:
         self.journal.event(
             EventName.LISTENING,
             f"node {self.config.node_id} ({self.config.algorithm}) listening on {self.config.listen}, "
-            f"http on {self.config.http_listen}, epoch {self._initial_epoch} from {self.state_file.path}",
+            f"http on {self.config.http_listen}, control socket {self.config.control_socket}, "
+            f"epoch {self._initial_epoch} from {self.state_file.path}"
+            + (" (in maintenance)" if self.eligibility.maintenance else ""),
             EPOCH=self._initial_epoch,
             ALGORITHM=self.config.algorithm,
             VERSION=package_version(),
@@ -189,6 +245,8 @@ class Daemon:
         self._spawn_critical("peer-server", self.transport.server.serve_forever)
         self._spawn_critical("http-server", self.http.serve_forever)
         self._spawn_critical("hook-runner", self.hooks.run_forever)
+        self._spawn_critical("control-server", self.control.serve_forever)
+        self._spawn_critical("health-checker", self.health.run_forever)
         for link in self.transport.links.values():
             link.greenlet.link(self._critical_exited)
             self._critical.append(link.greenlet)
@@ -200,6 +258,7 @@ class Daemon:
         code: int = self._exit_code.get()
         self.transport.close()
         self.http.close()
+        self.control.close()
         self.journal.close()
         return code
 
@@ -257,10 +316,12 @@ class Daemon:
             if before != after
         ]
         self.transport.keyring = keyring
+        hooks = reloaded_hooks(old, new)
         self.config = dataclasses.replace(
-            old, secret=new.secret, previous_secret=new.previous_secret, hooks=new.hooks
+            old, secret=new.secret, previous_secret=new.previous_secret, hooks=hooks
         )
-        self.hooks.config = new.hooks
+        self.hooks.config = hooks
+        self.health.reconfigure(hooks)
         self.journal.event(
             EventName.CONFIG_RELOADED,
             f"node {old.node_id} reloaded {old.path}: "
@@ -299,6 +360,8 @@ class Daemon:
             EPOCH=self._epoch(),
         )
         self._execute(self.algorithm.step(ShutdownRequested(monotonic_ms())))
+        self.gate.stop()
+        self.health.stop()
         self.transport.flush(SHUTDOWN_FLUSH_MS)
         self.hooks.stop(self.view().epoch)  # the `stopped` run, after the hand-off
         self._exit_code.set(0)
@@ -317,6 +380,7 @@ class Daemon:
 
     def _dispatch_loop(self) -> None:
         self._step(Start(monotonic_ms()))
+        self._tell_eligibility()  # in maintenance, or a health check to pass first: before any election
         while not self._shutdown_requested:
             try:
                 item = self._inbox.get(timeout=self._seconds_to_next_timer())
@@ -326,6 +390,8 @@ class Daemon:
                 self._step(MessageReceived(monotonic_ms(), item))
             elif isinstance(item, _Unreachable):
                 self._step(PeerUnreachable(monotonic_ms(), item.peer_id))
+            elif isinstance(item, _Call):
+                item.run()
             self._fire_due_timers()
         self._shutdown()
 
@@ -370,6 +436,10 @@ class Daemon:
                     self.hooks.role_changed(role.value, epoch, leader_id)
                 case Log():
                     self._log(action)
+                case RunGate(epoch=epoch):
+                    # The gate's timeout is the one the core waits for (Settings), also after a reload.
+                    gate_timeout_ms = self.config.settings.gate_timeout_ms
+                    self.gate.start(self.config.hooks.before_lead, epoch, gate_timeout_ms)
 
     def _log(self, log: Log) -> None:
         if log.event == ELECTION_STARTED_EVENT:
@@ -412,3 +482,39 @@ class Daemon:
                 REASON=reason,
                 EPOCH=self._epoch(),
             )
+
+    # -- eligibility and the control socket ---------------------------------------------------------------
+
+    def _tell_eligibility(self) -> None:
+        """Dispatcher: step EligibilityChanged when the combined reason differs from the core's."""
+        changed, reason = self.eligibility.news()
+        if changed:
+            self._step(EligibilityChanged(monotonic_ms(), reason))
+
+    def _gate_finished(self, epoch: int, passed: bool, detail: str) -> None:
+        """From the gate's greenlet: enqueue only."""
+        self._inbox.put(_Call(lambda: self._step(GateFinished(monotonic_ms(), epoch, passed, detail))))
+
+    def _health_changed(self, verdict: str | None) -> None:
+        """From the health checker's greenlet: enqueue only."""
+
+        def apply() -> None:
+            self.eligibility.health = verdict
+            self._tell_eligibility()
+
+        self._inbox.put(_Call(apply))
+
+    def _in_dispatcher(self, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """From a control connection's greenlet: `run` in the dispatcher, wait for its reply."""
+        if self._shutdown_requested:
+            return error_reply(f"node {self.config.node_id} is stopping")
+        answer: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        try:
+            self._inbox.put(_Call(lambda: answer.set(run())), timeout=CONTROL_ANSWER_TIMEOUT_S)
+            reply: dict[str, Any] = answer.get(timeout=CONTROL_ANSWER_TIMEOUT_S)
+        except (gevent.queue.Full, gevent.Timeout):
+            return error_reply(
+                f"node {self.config.node_id} did not answer within {CONTROL_ANSWER_TIMEOUT_S:g} s (busy or "
+                "stopping); look at its status before asking again"
+            )
+        return reply

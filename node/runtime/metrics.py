@@ -119,6 +119,12 @@ class Metrics:
             int(view.reachable >= view.quorum_size),
         )
         gauge("leader_node_epoch", "Highest epoch this node has promised or accepted.", view.epoch)
+        gauge(
+            "leader_node_eligible",
+            "1 when this node may run for leader: its health check passes, it is not in maintenance and "
+            "not holding off after handing leadership on.",
+            int(view.eligible),
+        )
         counter(
             "leader_node_leader_changes_total",
             "Times this node learned of a new (leader, epoch).",

@@ -70,7 +70,7 @@ class StateFile:
         finally:
             os.close(fd)
         os.unlink(self._temp_path)
-        self._fsync_dir()
+        fsync_dir(self.state_dir)
 
     def load(self) -> DurableState:
         try:
@@ -92,25 +92,7 @@ class StateFile:
 
     def save(self, state: DurableState) -> None:
         """Write `state` durably. OSError propagates: a node that cannot persist must not go on."""
-        data = dump_state(state)
-        fd = os.open(self._temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(self._temp_path, self.path)
-        self._fsync_dir()
-
-    def _fsync_dir(self) -> None:
-        dir_fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_durably(self.path, dump_state(state))
 
     def recover(self, epoch: int) -> Path | None:
         """Operator recovery (`leader-node write-state`): store `epoch`, never lowering a readable one.
@@ -156,3 +138,38 @@ class StateFile:
                 os.close(fd)
         self.save(DurableState(epoch=epoch))
         return old, backup
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash leaves the old file or the new one, never a mix or
+    nothing: `<name>.tmp`, fsync, rename over `path`, fsync of the directory (without the last step a
+    crash can forget the rename). OSError propagates."""
+    temp_path = path.with_name(path.name + _TEMP_SUFFIX)
+    fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp_path, path)
+    fsync_dir(path.parent)
+
+
+def remove_durably(path: Path) -> None:
+    """Remove `path` (gone already is fine) and fsync its directory, so that the removal survives a crash."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

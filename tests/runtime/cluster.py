@@ -3,7 +3,8 @@
 Every process a Cluster starts is SIGKILLed by `close()` (the `make_cluster` fixture calls it in a
 finally, also when the test fails). Synchronisation is by polling with deadlines (`wait_until`), never by
 sleeping. Each node's stderr event lines go to `<dir>/node<ID>.log` (appended across restarts), parsed by
-`events()`.
+`events()`. Each node's control socket is `<socket_dir>/<ID>.sock` in a short directory of its own under
+/tmp (a Unix socket's path is at most 107 bytes, which a test's tmp_path can exceed), removed by `close()`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -149,6 +152,7 @@ class Node:
     config_path: Path
     log_path: Path
     state_dir: Path
+    control_socket: Path
     process: subprocess.Popen[bytes] | None = None
     started_at: list[datetime] = field(default_factory=list)
 
@@ -180,6 +184,7 @@ class Cluster:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "secret").write_bytes(SECRET + b"\n")
         (directory / "secret").chmod(0o600)  # group/others-readable would log a config_warning
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="ln-ctl-"))
         self.nodes: dict[int, Node] = {}
         for node_id in node_ids:
             self.nodes[node_id] = Node(
@@ -189,6 +194,7 @@ class Cluster:
                 config_path=directory / f"node{node_id}.toml",
                 log_path=directory / f"node{node_id}.log",
                 state_dir=directory / f"state{node_id}",
+                control_socket=self.socket_dir / f"{node_id}.sock",
             )
         members = {node_id: node.port for node_id, node in self.nodes.items()} | dict(external or {})
         peers = "".join(f'{member_id} = "127.0.0.1:{port}"\n' for member_id, port in sorted(members.items()))
@@ -202,6 +208,7 @@ class Cluster:
                 f'election_timeout = "{election_timeout}"\n'
                 f'secret_file = "secret"\n'
                 f'state_dir = "{node.state_dir.name}"\n'
+                f'control_socket = "{node.control_socket}"\n'
                 f"{extra_config}"
                 f"[peers]\n{peers}"
             )
@@ -267,6 +274,7 @@ class Cluster:
             if node.process is not None and node.process.poll() is None:
                 node.process.kill()
                 node.process.wait(timeout=10)
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     # -- observation --------------------------------------------------------------------------------------
 

@@ -31,7 +31,10 @@ def test_status_leader_and_metrics(make_cluster: Callable[..., Cluster]) -> None
             "quorum",
             "catching_up",
             "protocol_version",
+            "eligible",
+            "ineligible_reason",
         }
+        assert (status["eligible"], status["ineligible_reason"]) == (True, None)
         assert status["protocol_version"] == PROTOCOL_VERSION
         assert status["catching_up"] is False  # a new cluster: every member answered epoch 0
         assert status["node_id"] == node_id
@@ -42,6 +45,7 @@ def test_status_leader_and_metrics(make_cluster: Callable[..., Cluster]) -> None
         for peer in status["peers"].values():
             assert peer["state"] == "alive"
             assert 0 <= peer["last_seen_ms"] < 500
+            assert peer["eligible"] is True
 
     reply = http_get(cluster.nodes[leader_id].url + "/leader")
     assert reply is not None and reply[0] == 200

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from node.leaderctl import Reply, format_table, normalize_url, status_rows
 
@@ -92,3 +93,15 @@ def test_table_formatting_without_a_cluster() -> None:
     assert table[2].split() == ["http://b:7701", "2", "no-quorum", "-", "4", "2/3", "LOST", "3", "1,4"]
     assert normalize_url("10.0.0.5") == "http://10.0.0.5:7701"
     assert normalize_url("10.0.0.5:8000/") == "http://10.0.0.5:8000"
+
+
+def test_switchover_and_maintenance_without_a_node_on_this_host(tmp_path: Path) -> None:
+    missing = str(tmp_path / "control.sock")
+    for args in (("switchover", "--to", "2"), ("maintenance", "on"), ("maintenance",)):
+        result = leaderctl(*args, "--socket", missing)
+        assert result.returncode == 1
+        assert f"no control socket at {missing}: is leader-node running here?" in result.stderr
+    usage = leaderctl("maintenance", "maybe")
+    assert usage.returncode == 2 and "invalid choice" in usage.stderr
+    usage = leaderctl("switchover", "--wait", "ten", "--socket", missing)
+    assert usage.returncode == 2 and "cannot read duration" in usage.stderr

@@ -119,3 +119,40 @@ def test_bad_reload_is_rejected_and_restart_only_keys_are_named(make_cluster: Ca
     assert "CHANGED" not in reloaded  # nothing reloadable changed
     assert node.running
     assert cluster.wait_leader() == (leader_id, epoch)
+
+
+def test_a_reload_applies_a_health_check_at_once_and_names_a_new_gate_for_the_restart(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(1, 2, 3)
+    for name, status in (("failing", 1), ("gate", 0)):
+        (cluster.directory / name).write_text(f"#!/bin/sh\nexit {status}\n")
+        (cluster.directory / name).chmod(0o755)
+    cluster.start()
+    leader_id, _ = cluster.wait_leader()
+    node = cluster.nodes[leader_id]
+    good = node.config_path.read_text()
+
+    node.config_path.write_text(good + '\n[hooks]\nhealth_check = "failing"\nhealth_interval = "100ms"\n')
+    reloaded = reload(cluster, leader_id)
+    assert reloaded["CHANGED"] == "hooks"
+    wait_until(
+        lambda: (
+            (s := cluster.status(leader_id)) is not None
+            and s["ineligible_reason"] == "health check failed: exit status 1"
+        ),
+        10,
+        "the reloaded health check to fail",
+    )
+    new_leader, _ = cluster.wait_leader()
+    assert new_leader != leader_id  # it handed off
+
+    node.config_path.write_text(good + '\n[hooks]\nbefore_lead = "gate"\n')
+    needs = reload(cluster, leader_id, "reload_needs_restart")
+    assert needs["KEYS"] == "hooks.before_lead"
+    wait_until(
+        lambda: (s := cluster.status(leader_id)) is not None and s["eligible"] is True,
+        10,
+        "the removed health check to stop counting",
+    )
+    assert not cluster.events(leader_id, "hook_finished", since=needs["ts"])  # no gate: none runs yet

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from typing import Any
 
 from node.core.actions import Role, RoleChanged
@@ -56,6 +57,13 @@ def test_metrics_text() -> None:
     samples = parse_metrics(text)
     assert samples["leader_node_is_leader"] == 0
     assert samples["leader_node_epoch"] == 7
+    assert samples["leader_node_eligible"] == 1
+    assert (
+        parse_metrics(metrics.render(replace(view(), ineligible_reason="maintenance")))[
+            "leader_node_eligible"
+        ]
+        == 0
+    )
     assert samples['leader_node_peer_up{peer="2"}'] == 0
     assert samples['leader_node_peer_up{peer="3"}'] == 1
     assert samples['leader_node_messages_sent_total{type="HEARTBEAT"}'] == 5
@@ -113,7 +121,8 @@ def test_status_app_routes() -> None:
 
     status, headers, body = call(app, "/status")
     assert status == "200 OK" and headers["Content-Type"] == "application/json"
-    assert json.loads(body)["peers"]["3"] == {"state": "alive", "last_seen_ms": 40}
+    assert json.loads(body)["peers"]["3"] == {"state": "alive", "last_seen_ms": 40, "eligible": True}
+    assert (json.loads(body)["eligible"], json.loads(body)["ineligible_reason"]) == (True, None)
 
     status, _, body = call(app, "/leader")
     assert status.startswith("503")
