@@ -7,9 +7,11 @@
         --heartbeat 100ms --failure-timeout 500ms                                  # fast timers
     .venv/bin/python benchmarks/failover.py --algorithm bully --scenario initiator [--runs 5]
     .venv/bin/python benchmarks/failover.py --algorithm bully --scenario crash --hook /bin/true  # hook cost
+    .venv/bin/python benchmarks/failover.py --algorithm bully --scenario switchover [--runs 20]
 
 Timers default to the contract's (heartbeat 1 s, failure 3 s, election 5 s). Failover scenarios: the
-current leader gets SIGKILL (crash), SIGSTOP (silent: no connection is closed) or SIGTERM (graceful);
+current leader gets SIGKILL (crash), SIGSTOP (silent: no connection is closed) or SIGTERM (graceful), or
+is asked to hand off through its control socket (switchover, as `leaderctl switchover`: it stays);
 one thread per surviving node polls its GET /status every 5 ms, and a run's
 time is from just before the signal until a majority of the cluster (3 of 5) reports the same new leader
 under a higher epoch (the time of the poll reply that completed the majority). The same moment is also
@@ -51,6 +53,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from node.control import ask
 from node.core.durations import duration_s
 from tests.runtime.cluster import Cluster, unwind_on_sigterm, wait_until  # needs the repository root
 
@@ -280,7 +283,11 @@ def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng:
         poller.first_reply.wait(5)
     signalled_wall = datetime.now().astimezone()
     signalled = time.monotonic()
-    cluster.signal(victim, SIGNALS[scenario])
+    if scenario == "switchover":  # `leaderctl switchover` on the leader's host: its control socket
+        reply = ask(str(cluster.nodes[victim].control_socket), {"op": "switchover"}, 5.0)
+        assert reply.get("ok"), reply
+    else:
+        cluster.signal(victim, SIGNALS[scenario])
     try:
         found = wait_until(
             lambda: majority_at(pollers, old, signalled), args.timeout_s, "a majority on a new leader", 0.002
@@ -321,6 +328,8 @@ def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng:
                 for event in cluster.events(victim, since=resumed_wall)[:8]
             ]
             run.stale_claim_lines = rejected + own
+    elif scenario == "switchover":
+        wait_until(lambda: cluster.agreed_leader() is not None, 60, "the old leader to follow", 0.02)
     else:
         cluster.wait_exit(victim, timeout_s=30)
         cluster.start(victim)
@@ -392,7 +401,7 @@ def report_failover(runs: list[Run], args: argparse.Namespace) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algorithm", choices=("bully", "ring"), default="bully")
-    parser.add_argument("--scenario", choices=(*SIGNALS, "initiator"), required=True)
+    parser.add_argument("--scenario", choices=(*SIGNALS, "switchover", "initiator"), required=True)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--heartbeat", default="1s")
     parser.add_argument("--failure-timeout", default="3s")
