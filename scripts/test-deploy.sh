@@ -6,7 +6,9 @@
 #  3. Molecule scenarios on real systemd containers, each a full `molecule test` (leftovers removed,
 #     create, converge with deploy/site.yml, verify with pytest-testinfra, destroy) for each algorithm:
 #     default (the deploy, with idempotence), then the fault scenarios kill-leader, partition, rejoin,
-#     concurrent (histories judged by node/history; artifacts under artifacts/molecule/).
+#     concurrent, leader-service (histories judged by node/history; artifacts under artifacts/molecule/).
+#     The scenario fencing is not in the default list: leader-service runs the same fencing check on
+#     the cluster it converges anyway (MOLECULE_SCENARIOS=fencing runs it alone).
 #   MOLECULE_SCENARIOS="default partition" LEADER_NODE_ALGORITHMS="ring" scripts/test-deploy.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"

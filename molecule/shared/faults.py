@@ -260,6 +260,11 @@ class FaultCluster:
 
     # ------------------------------------------------------------------ observation
 
+    @property
+    def direct_http(self) -> bool:
+        """Whether the hosts' addresses answer from the controller (else requests are made inside them)."""
+        return self._direct_http
+
     def _http_status(self, node: Node) -> Status | None:
         url = f"http://{node.address}:{self.http_port}/status"
         try:

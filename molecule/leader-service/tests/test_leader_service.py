@@ -1,5 +1,6 @@
-"""Scenario leader-service: leader_node_leader_unit runs leader-demo.service (an HTTP server on port 8080)
-on the leader only, through the role's shipped hook and polkit rule.
+"""Scenario leader-service: leader_node_leader_unit runs leader-demo.service (a worker that serves HTTP on
+port 8080 and writes to the fenced store: files/leader-demo-worker.py) on the leader only, through the
+role's shipped hook and polkit rule. The fencing check (test_fencing.py) runs before these tests.
 
   LEADER_NODE_ALGORITHM=ring molecule test -s leader-service
   LEADER_NODE_FAULT_ROUNDS=5 molecule test -s leader-service    # more samples of the times
