@@ -351,7 +351,10 @@ def crash_wipe(nemesis: Nemesis) -> Stop | None:
     world = nemesis.world
     rng = nemesis.rng
     running = nemesis.running_ids()
-    if not running:
+    if not running or any(_without_state(world, n) for n in world.nodes):
+        # One lost disk at a time: a second one before the first node re-learned its floor is two
+        # members losing their state at once, the documented limit of every quorum system
+        # (docs/algorithms.md, "A node that lost its state"), not a fault this design claims to survive.
         return None
     newest = max(world.nodes[n].disk.epoch for n in running)
     voters = [n for n in running if world.nodes[n].disk.epoch == newest and world.nodes[n].disk.voted_for]
@@ -366,6 +369,14 @@ def crash_wipe(nemesis: Nemesis) -> Stop | None:
     if rng.random() < 0.5:
         nemesis.later(world.now_ms + rng.randint(*nemesis.timers.scaled((0, 300))), "restart", restart)
     return restart
+
+
+def _without_state(world: World, node_id: int) -> bool:
+    """Lost its disk and has not learned its floor yet: down with an empty disk, or catching up."""
+    node = world.nodes[node_id]
+    if node.algorithm is None:
+        return node.disk == DurableState() or node.disk.recovering
+    return node.algorithm.view(world.now_ms).catching_up
 
 
 def stop_leader(nemesis: Nemesis) -> Stop | None:
