@@ -214,9 +214,13 @@ def new_cluster(directory: Path, args: argparse.Namespace, per_node: dict[int, s
 
 
 def settled(cluster: Cluster) -> tuple[int, int] | None:
-    """(leader, epoch) once all five agree and every node holds every peer alive."""
+    """(leader, epoch) once all five agree, every node holds every peer alive and eligible (a node that
+    handed off is held off for election_timeout: a switchover right after would find no successor)."""
     statuses = cluster.statuses()
-    if any(s is None or any(p["state"] != "alive" for p in s["peers"].values()) for s in statuses.values()):
+    if any(
+        s is None or any(p["state"] != "alive" or not p.get("eligible", True) for p in s["peers"].values())
+        for s in statuses.values()
+    ):
         return None
     return cluster.agreed_leader()
 
