@@ -25,7 +25,8 @@ from node.core.durations import (
 )
 
 HTTP_PORT = 7701
-_HTTP_GET = """
+# Run on a host as `python3 -c SCRIPT URL`: prints {"code": ..., "body": ...} (code 0: no answer).
+HTTP_GET_SCRIPT = """
 import json, sys, urllib.error, urllib.request
 try:
     with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
@@ -41,7 +42,7 @@ print(json.dumps({"code": code, "body": body}))
 def http_get(host: Any, path: str) -> tuple[int, str]:
     """GET http://127.0.0.1:7701<path> from inside the host: (status code or 0, body)."""
     url = f"http://127.0.0.1:{HTTP_PORT}{path}"
-    result = host.run(f"python3 -c {shlex.quote(_HTTP_GET)} {shlex.quote(url)}")
+    result = host.run(f"python3 -c {shlex.quote(HTTP_GET_SCRIPT)} {shlex.quote(url)}")
     if result.rc != 0:
         return 0, result.stderr
     answer = json.loads(result.stdout)

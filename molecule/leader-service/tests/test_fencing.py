@@ -40,7 +40,7 @@ from typing import Any
 import pytest
 
 pytest.register_assert_rewrite("shared.faults")
-from conftest import host_vars  # noqa: E402
+from conftest import HTTP_GET_SCRIPT, host_vars  # noqa: E402
 from shared.faults import FaultCluster, Node, fault_rounds  # noqa: E402 (after register_assert_rewrite)
 
 pytest_plugins = ["shared.faults"]
@@ -53,17 +53,6 @@ _WRITE = re.compile(
     r"write node=(?P<node>\d+) epoch=(?P<token>\d+) seq=(?P<seq>\d+) sent=(?P<sent>[\d.]+) "
     r"received=(?P<received>[\d.]+) code=(?P<code>\d+) highest=(?P<highest>\d+|-)"
 )
-_GET = """
-import json, sys, urllib.error, urllib.request
-try:
-    with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
-        code, body = r.status, r.read().decode()
-except urllib.error.HTTPError as e:
-    code, body = e.code, e.read().decode()
-except OSError as e:
-    code, body = 0, str(e)
-print(json.dumps({"code": code, "body": body}))
-"""
 
 
 # ---------------------------------------------------------------------------- what the workers logged
@@ -191,7 +180,8 @@ class Store:
                 return int(error.code), error.read().decode()
             except OSError as error:
                 return 0, str(error)
-        out = self.faults.sh(self.node, f"python3 -c {shlex.quote(_GET)} {shlex.quote(self.url)}").stdout
+        command = f"python3 -c {shlex.quote(HTTP_GET_SCRIPT)} {shlex.quote(self.url)}"
+        out = self.faults.sh(self.node, command).stdout
         answer = json.loads(out)
         return int(answer["code"]), str(answer["body"])
 
