@@ -135,14 +135,23 @@ def _leader_of(reply: dict[str, Any]) -> tuple[Any, Any]:
     return status.get("leader_id"), status.get("epoch")
 
 
-def cmd_switchover(socket_path: str, target: int | None, wait_s: float) -> int:
+def _request(socket_path: str, request: dict[str, Any], refused: str) -> dict[str, Any] | None:
+    """Ask the node; the reply when it says ok, else None after printing why (`refused`: the prefix of
+    the node's own refusal)."""
     try:
-        reply = ask(socket_path, {"op": "switchover", "to": target}, CONTROL_TIMEOUT_S)
+        reply = ask(socket_path, request, CONTROL_TIMEOUT_S)
     except ControlError as exc:
-        print(f"switchover: {exc}", file=sys.stderr)
-        return 1
+        print(f"{request['op']}: {exc}", file=sys.stderr)
+        return None
     if not reply["ok"]:
-        print(f"switchover refused, nothing changed: {reply.get('error')}", file=sys.stderr)
+        print(f"{refused}: {reply.get('error')}", file=sys.stderr)
+        return None
+    return reply
+
+
+def cmd_switchover(socket_path: str, target: int | None, wait_s: float) -> int:
+    reply = _request(socket_path, {"op": "switchover", "to": target}, "switchover refused, nothing changed")
+    if reply is None:
         return 1
     old_leader, old_epoch = reply.get("leader_id"), int(reply.get("epoch", 0))
     to = "the best eligible node" if target is None else f"node {target}"
@@ -173,13 +182,8 @@ def cmd_switchover(socket_path: str, target: int | None, wait_s: float) -> int:
 
 
 def cmd_maintenance(socket_path: str, on: bool | None, wait_s: float) -> int:
-    try:
-        reply = ask(socket_path, {"op": "maintenance", "on": on}, CONTROL_TIMEOUT_S)
-    except ControlError as exc:
-        print(f"maintenance: {exc}", file=sys.stderr)
-        return 1
-    if not reply["ok"]:
-        print(f"maintenance: {reply.get('error')}", file=sys.stderr)
+    reply = _request(socket_path, {"op": "maintenance", "on": on}, "maintenance")
+    if reply is None:
         return 1
     status = reply.get("status") or {}
     node_id = status.get("node_id")
