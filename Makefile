@@ -1,5 +1,6 @@
 # leader-node: one entry point for people and CI.
 #   make cluster     set up everything and run a 5-node cluster on local systemd containers
+#   make cluster-vm  the same on 3 Debian VMs (VMS=5: five) booted by the Vagrantfile
 #   make test        everything: lint, types, unit, simulator sweeps, loopback processes, Ansible, Molecule
 #   make test-fast   the inner loop: lint, types, unit, short simulator sweeps, loopback runtime (minutes)
 #   make fuzz        not in make test: the frame decoder and handshake fuzz tests with many examples
@@ -9,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-$(shell cat requirements-dev.txt requirements-deploy.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv lint typecheck test-unit test-slow test-fast test test-deploy test-rounds fuzz soak cluster cluster-down clean
+.PHONY: venv lint typecheck test-unit test-slow test-fast test test-deploy test-rounds fuzz soak cluster cluster-down cluster-vm cluster-vm-down clean
 
 venv: $(STAMP)
 $(STAMP): requirements-dev.txt requirements-deploy.txt pyproject.toml
@@ -71,6 +72,15 @@ cluster:
 
 cluster-down:
 	scripts/cluster-down.sh
+
+# The same on Debian VMs (Vagrantfile, provider libvirt, a box built from Debian's packages; KVM or QEMU's
+# emulation): VMS=3 VMs unless set, e.g. `make cluster-vm VMS=5`.
+VMS ?= 3
+cluster-vm:
+	VMS=$(VMS) scripts/cluster-vm-up.sh
+
+cluster-vm-down:
+	scripts/cluster-vm-down.sh
 
 clean:
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

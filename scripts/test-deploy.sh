@@ -9,7 +9,11 @@
 #     concurrent, leader-service (histories judged by node/history; artifacts under artifacts/molecule/).
 #     The scenario fencing is not in the default list: leader-service runs the same fencing check on
 #     the cluster it converges anyway (MOLECULE_SCENARIOS=fencing runs it alone).
+#  4. the Molecule scenario vm on three Debian VMs booted by the Vagrantfile (provider libvirt, KVM or QEMU's
+#     emulation), for one algorithm (LEADER_NODE_VM_ALGORITHMS, default bully): converge, idempotence,
+#     the default scenario's checks, SIGKILL of the leader and a 1|2 partition; then make cluster-vm-down.
 #   MOLECULE_SCENARIOS="default partition" LEADER_NODE_ALGORITHMS="ring" scripts/test-deploy.sh
+#   MOLECULE_SCENARIOS=vm LEADER_NODE_VM_ALGORITHMS="bully ring" scripts/test-deploy.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
@@ -27,21 +31,32 @@ log "syntax check"
 ansible-playbook --syntax-check -i inventory deploy/site.yml deploy/rolling-restart.yml deploy/rotate-secret.yml
 ansible-playbook --syntax-check -i inventory-vagrant deploy/site.yml deploy/rolling-restart.yml deploy/rotate-secret.yml
 
-ensure_docker
 # Every scenario for each algorithm, `default` (the deploy itself) first. One scenario at a time: they
 # share the network lnmol-net and its addresses. A failed scenario does not hide the others: all run,
 # then the summary names each result and the exit status is non-zero if any failed.
 #   MOLECULE_SCENARIOS="partition" LEADER_NODE_ALGORITHMS="ring" scripts/test-deploy.sh
-read -r -a scenarios <<<"${MOLECULE_SCENARIOS:-default kill-leader partition rejoin concurrent leader-service}"
+read -r -a scenarios <<<"${MOLECULE_SCENARIOS:-default kill-leader partition rejoin concurrent leader-service vm}"
 read -r -a algorithms <<<"${LEADER_NODE_ALGORITHMS:-${LEADER_NODE_ALGORITHM:-bully ring}}"
+read -r -a vm_algorithms <<<"${LEADER_NODE_VM_ALGORITHMS:-bully}"
 summary=()
 failed=0
 all_started=$(now_s)
 for scenario in "${scenarios[@]}"; do
-    for algorithm in "${algorithms[@]}"; do
+    runner=(molecule test -s "$scenario")
+    if [[ $scenario == vm ]]; then
+        # Inside the VMs' network namespace; the VMs, libvirtd and the namespace are removed afterwards.
+        scripts/molecule-vm-host.sh
+        runner=(scripts/vm.sh molecule test -s vm)
+        trap 'scripts/cluster-vm-down.sh >/dev/null 2>&1 || true' EXIT
+        scenario_algorithms=("${vm_algorithms[@]}")
+    else
+        ensure_docker
+        scenario_algorithms=("${algorithms[@]}")
+    fi
+    for algorithm in "${scenario_algorithms[@]}"; do
         started=$(now_s)
         log "molecule test -s $scenario (algorithm $algorithm)"
-        if LEADER_NODE_ALGORITHM="$algorithm" molecule test -s "$scenario"; then
+        if LEADER_NODE_ALGORITHM="$algorithm" "${runner[@]}"; then
             result=passed
         else
             result=FAILED
@@ -51,6 +66,10 @@ for scenario in "${scenarios[@]}"; do
         log "molecule test -s $scenario ($algorithm) $result in $(($(now_s) - started)) s"
     done
 done
+if [[ " ${scenarios[*]} " == *" vm "* ]]; then
+    scripts/cluster-vm-down.sh
+    trap - EXIT
+fi
 log "Molecule scenarios ($(($(now_s) - all_started)) s; artifacts of the fault scenarios: artifacts/molecule/)"
 printf '  %s\n' "${summary[@]}" >&2
 exit "$failed"
