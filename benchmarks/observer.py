@@ -101,12 +101,12 @@ class Poller(threading.Thread):
         self._halt = threading.Event()
         self.changes: list[tuple[float, Observation]] = []
         self.polls = 0
-        self.started_at = 0.0
-        self.stopped_at = 0.0
+        self.first_poll_at = 0.0
+        self.last_poll_at = 0.0
         self.first_reply = threading.Event()
 
     def run(self) -> None:
-        self.started_at = next_at = time.monotonic()
+        self.first_poll_at = next_at = time.monotonic()
         while not self._halt.is_set():
             observation: Observation = None
             try:
@@ -116,11 +116,11 @@ class Poller(threading.Thread):
                 pass
             now = time.monotonic()
             self.polls += 1
+            self.last_poll_at = now
             if not self.changes or self.changes[-1][1] != observation:
                 self.changes.append((now, observation))
             next_at = max(next_at + self._interval_s, now)
             self._halt.wait(max(0.0, next_at - time.monotonic()))
-        self.stopped_at = time.monotonic()
 
     def stop(self) -> None:
         self._halt.set()
@@ -130,7 +130,7 @@ class Poller(threading.Thread):
     @property
     def period_ms(self) -> float:
         """The mean time between two replies: the poll interval, or more when a reply takes longer."""
-        return (self.stopped_at - self.started_at) * 1000 / max(1, self.polls)
+        return (self.last_poll_at - self.first_poll_at) * 1000 / max(1, self.polls - 1)
 
 
 def is_successor(view: View, old: View) -> bool:
