@@ -45,6 +45,7 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -269,7 +270,7 @@ class EtcdMembers(ProcessMembers):
         for member in MEMBERS:  # learn every member's raft id (the poll names leaders by it)
             client = self.status_client(member)
             try:
-                body = wait_until(lambda c=client: self._answer(c), 60, f"etcd m{member} to answer", 0.05)
+                body = wait_until(partial(self._answer, client), 60, f"etcd m{member} to answer", 0.05)
             finally:
                 client.close()
             self._member_by_raft_id[int(body["header"]["member_id"])] = member
@@ -400,6 +401,7 @@ class Run:
 
 def failover_run(members: Members, scenario: str, args: argparse.Namespace, rng: random.Random) -> Run:
     old = wait_until(members.settled, SETTLE_TIMEOUT_S, f"{members.system} to settle", interval_s=0.05)
+    assert old is not None  # wait_until returns only a truthy result
     time.sleep(rng.uniform(0, members.heartbeat_s))  # a benchmark may sleep: a random signal phase
     victim = old[0]
     survivors = [member for member in MEMBERS if member != victim]
@@ -420,6 +422,7 @@ def failover_run(members: Members, scenario: str, args: argparse.Namespace, rng:
     finally:
         for poller in pollers:
             poller.stop()
+    assert found is not None
     at, (new_leader, _) = found
     exited = members.wait_exit(victim, EXIT_TIMEOUT_S)
     members.restart(victim)
