@@ -12,7 +12,7 @@
 Timers default to the contract's (heartbeat 1 s, failure 3 s, election 5 s). Failover scenarios: the
 current leader gets SIGKILL (crash), SIGSTOP (silent: no connection is closed) or SIGTERM (graceful), or
 is asked to hand off through its control socket (switchover, as `leaderctl switchover`: it stays);
-one thread per surviving node polls its GET /status every 5 ms, and a run's
+one thread per surviving node polls its GET /status every 5 ms (benchmarks/observer.py), and a run's
 time is from just before the signal until a majority of the cluster (3 of 5) reports the same new leader
 under a higher epoch (the time of the poll reply that completed the majority). The same moment is also
 read from the nodes' own event lines (`became_leader`/`leader_accepted`, wall clock) for comparison.
@@ -33,17 +33,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import random
 import re
 import signal
-import socket
-import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -53,6 +49,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.observer import KeepAliveHttp, Observation, Poller, majority_at, summary_row
 from node.control import ask
 from node.core.durations import duration_s
 from tests.runtime.cluster import Cluster, unwind_on_sigterm, wait_until  # needs the repository root
@@ -60,8 +57,6 @@ from tests.runtime.cluster import Cluster, unwind_on_sigterm, wait_until  # need
 MEMBERS = (1, 2, 3, 4, 5)
 MAJORITY = 3
 SIGNALS = {"crash": signal.SIGKILL, "silent": signal.SIGSTOP, "graceful": signal.SIGTERM}
-
-Observation = tuple[int, int, str] | None  # (leader_id, epoch, role) or None (no leader / no answer)
 
 
 def seconds(duration: str) -> float:
@@ -74,118 +69,13 @@ def seconds(duration: str) -> float:
 # ------------------------------------------------------------------------------------------ polling
 
 
-_STATUS_REQUEST = b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+def status_view(body: Any) -> Observation:
+    """GET /status -> (leader id, epoch), None while the node knows no leader."""
+    return None if body["leader_id"] is None else (int(body["leader_id"]), int(body["epoch"]))
 
 
-class StatusClient:
-    """GET /status over one kept-alive HTTP/1.1 connection (reconnecting after any error). Raw sockets,
-    cheaper than http.client (the pollers share one GIL); a fresh connection per poll costs the polled
-    node an accept and a greenlet each time, which at 5 ms x 4 nodes slowed the very election measured."""
-
-    def __init__(self, port: int) -> None:
-        self._port = port
-        self._sock: socket.socket | None = None
-        self._buffer = b""
-
-    def get(self) -> Any:
-        try:
-            return self._get()
-        except (OSError, ValueError):
-            self.close()
-            raise
-
-    def _get(self) -> Any:
-        if self._sock is None:
-            self._sock = socket.create_connection(("127.0.0.1", self._port), timeout=0.5)
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._buffer = b""
-        self._sock.sendall(_STATUS_REQUEST)
-        while b"\r\n\r\n" not in self._buffer:
-            self._read()
-        head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
-        lengths = [
-            int(line.split(b":", 1)[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        ]
-        if not lengths:
-            raise ValueError("reply without Content-Length")
-        length = lengths[0]
-        while len(self._buffer) < length:
-            self._read()
-        body, self._buffer = self._buffer[:length], self._buffer[length:]
-        if head.lower().find(b"connection: close") >= 0:
-            self.close()
-        return json.loads(body)
-
-    def _read(self) -> None:
-        assert self._sock is not None
-        data = self._sock.recv(65536)
-        if not data:
-            raise ConnectionError("connection closed")
-        self._buffer += data
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-        self._sock = None
-
-
-class Poller(threading.Thread):
-    """Polls one node's /status every `interval_s`; records every change of (leader_id, epoch, role) with
-    the monotonic time its reply arrived."""
-
-    def __init__(self, node_id: int, port: int, interval_s: float) -> None:
-        super().__init__(daemon=True, name=f"poll-{node_id}")
-        self.node_id = node_id
-        self._client = StatusClient(port)
-        self._interval_s = interval_s
-        self._halt = threading.Event()
-        self.changes: list[tuple[float, Observation]] = []
-        self.polls = 0
-        self.first_reply = threading.Event()
-
-    def run(self) -> None:
-        next_at = time.monotonic()
-        while not self._halt.is_set():
-            observation: Observation = None
-            try:
-                body = self._client.get()
-                if body["leader_id"] is not None:
-                    observation = (int(body["leader_id"]), int(body["epoch"]), str(body["role"]))
-                self.first_reply.set()
-            except (OSError, ValueError, KeyError, IndexError):
-                pass
-            now = time.monotonic()
-            self.polls += 1
-            if not self.changes or self.changes[-1][1] != observation:
-                self.changes.append((now, observation))
-            next_at = max(next_at + self._interval_s, now)
-            self._halt.wait(max(0.0, next_at - time.monotonic()))
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=2)
-        self._client.close()
-
-
-def majority_at(pollers: list[Poller], old: tuple[int, int], since: float) -> tuple[float, int, int] | None:
-    """The earliest poll time after `since` at which a majority reported one new (leader, epoch)."""
-    timeline = sorted((t, p.node_id, obs) for p in pollers for t, obs in p.changes)
-    current: dict[int, Observation] = {}
-    for t, node_id, observation in timeline:
-        current[node_id] = observation
-        if t < since:
-            continue
-        votes = Counter(
-            (obs[0], obs[1])
-            for obs in current.values()
-            if obs is not None and obs[0] != old[0] and obs[1] > old[1]
-        )
-        for (leader, epoch), count in votes.items():
-            if count >= MAJORITY:
-                return t, leader, epoch
-    return None
+def status_poller(node_id: int, port: int, interval_s: float) -> Poller:
+    return Poller(node_id, KeepAliveHttp(port, "/status"), status_view, interval_s)
 
 
 # ------------------------------------------------------------------------------------------ cluster
@@ -280,7 +170,7 @@ def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng:
     victim, victim_epoch = old
     survivors = tuple(i for i in MEMBERS if i != victim)
     before = sent_by_type(cluster, survivors)
-    pollers = [Poller(i, cluster.nodes[i].http_port, args.poll_ms / 1000) for i in survivors]
+    pollers = [status_poller(i, cluster.nodes[i].http_port, args.poll_ms / 1000) for i in survivors]
     for poller in pollers:
         poller.start()
     for poller in pollers:
@@ -294,13 +184,17 @@ def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng:
         cluster.signal(victim, SIGNALS[scenario])
     try:
         found = wait_until(
-            lambda: majority_at(pollers, old, signalled), args.timeout_s, "a majority on a new leader", 0.002
+            lambda: majority_at(pollers, old, signalled, MAJORITY),
+            args.timeout_s,
+            "a majority on a new leader",
+            0.002,
         )
     finally:
         for poller in pollers:
             poller.stop()
     assert found is not None
-    at, new_leader, new_epoch = found
+    at, (new_leader, new_epoch) = found
+    assert new_epoch is not None  # leader-node always reports its epoch
     wait_until(lambda: cluster.agreed_leader(survivors) == (new_leader, new_epoch), 60, "every survivor")
     messages = sent_by_type(cluster, survivors) - before
     del messages["HEARTBEAT"]
@@ -365,18 +259,6 @@ def initiator_run(directory: Path, args: argparse.Namespace, initiator: int) -> 
 
 
 # ------------------------------------------------------------------------------------------ reporting
-
-
-def p90(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[math.ceil(0.9 * len(ordered)) - 1]  # nearest rank
-
-
-def summary_row(label: str, values: list[float]) -> str:
-    return (
-        f"| {label} | {len(values)} | {min(values):.0f} | {statistics.median(values):.0f} | "
-        f"{p90(values):.0f} | {max(values):.0f} |"
-    )
 
 
 def report_failover(runs: list[Run], args: argparse.Namespace) -> None:
