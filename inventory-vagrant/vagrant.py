@@ -24,21 +24,22 @@ SUBNET_PREFIX = "192.168.56."
 
 def created_machines(machines_dir: Path) -> dict[str, dict[str, object]]:
     """Host variables of each created machine, by inventory hostname."""
-    hosts: dict[str, dict[str, object]] = {}
-    for machine in sorted(machines_dir.glob("*/*/id")):
+    hosts: list[tuple[int, str, dict[str, object]]] = []
+    for machine in machines_dir.glob("*/*/id"):
         name, provider = machine.parent.parent.name, machine.parent.name
         match = NAME.fullmatch(name)
         if match is None or not machine.read_text().strip():
             continue
         node_id = int(match.group(1))
         address = f"{SUBNET_PREFIX}{10 + node_id}"
-        hosts[name] = {
+        variables: dict[str, object] = {
             "ansible_host": address,
             "ansible_ssh_private_key_file": str(machines_dir / name / provider / "private_key"),
             "leader_node_id": node_id,
             "leader_node_address": address,
         }
-    return dict(sorted(hosts.items(), key=lambda item: item[1]["leader_node_id"]))  # type: ignore[arg-type,return-value]
+        hosts.append((node_id, name, variables))
+    return {name: variables for _, name, variables in sorted(hosts)}
 
 
 def inventory(machines_dir: Path) -> dict[str, object]:
@@ -52,6 +53,8 @@ def inventory(machines_dir: Path) -> dict[str, object]:
                 "ansible_become": True,
                 # Each `vagrant up` makes new machines with new host keys on the same addresses.
                 "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+                # Under emulation on a busy machine, sudo's prompt can take longer than the default 10 s.
+                "ansible_ssh_timeout": 60,
                 # Modules through SSH's stdin: fewer round trips, which count under emulation.
                 "ansible_pipelining": True,
                 # Debian's python3 is 3.11 on bookworm, matching a wheelhouse built with Python 3.11.

@@ -25,6 +25,7 @@ cleanup_on_failure() {
 trap cleanup_on_failure EXIT
 
 ensure_venv
+scripts/build-wheelhouse.sh
 scripts/vm-create.sh "$VMS"
 vm_env
 

@@ -157,6 +157,12 @@ vm_env() {
     export LEADER_NODE_VM_BOX LEADER_NODE_VM_BOOT LEADER_NODE_VM_ACCEL
 }
 
+# quiet_progress COMMAND...: run it without the thousands of "Progress: N%" updates vagrant-libvirt
+# writes while it uploads a box to the storage pool (the exit status is the command's).
+quiet_progress() {
+    "$@" 2>&1 | stdbuf -oL tr '\r' '\n' | sed -u '/Progress: [0-9]*%/d'
+}
+
 # vm_up COUNT: `vagrant up` of machines 1..COUNT in the namespace, under KVM when vm_accel says so and
 # it works, else under emulation: a VM that has not reached SSH within 60 s under KVM means fall back
 # (a kernel that hangs under a nested hypervisor looks exactly like that). Exports the choice in
@@ -170,7 +176,7 @@ vm_up() {
     mkdir -p "$REPO_ROOT/.vagrant"
     if [[ $LEADER_NODE_VM_ACCEL == kvm ]]; then
         log "vagrant up ${machines[*]} (KVM; emulation if SSH is not up within 60 s)"
-        if VMS=$count LEADER_NODE_VM_BOOT_TIMEOUT=60 scripts/vm.sh vagrant up --provider libvirt "${machines[@]}"; then
+        if VMS=$count LEADER_NODE_VM_BOOT_TIMEOUT=60 quiet_progress scripts/vm.sh vagrant up --provider libvirt "${machines[@]}"; then
             log "VMs up in $(($(now_s) - t0)) s (KVM)"
             printf 'kvm' >"$VM_ACCEL_FILE"
             return 0
@@ -180,7 +186,7 @@ vm_up() {
         export LEADER_NODE_VM_ACCEL=tcg
     fi
     log "vagrant up ${machines[*]} ($LEADER_NODE_VM_ACCEL)"
-    VMS=$count scripts/vm.sh vagrant up --provider libvirt "${machines[@]}"
+    VMS=$count quiet_progress scripts/vm.sh vagrant up --provider libvirt "${machines[@]}"
     printf '%s' "$LEADER_NODE_VM_ACCEL" >"$VM_ACCEL_FILE"
     log "VMs up in $(($(now_s) - t0)) s ($LEADER_NODE_VM_ACCEL)"
 }
