@@ -2,7 +2,8 @@
 """The VM inventory: the machines of the repository's Vagrantfile that Vagrant has created.
 
 An Ansible inventory script (`--list`, `--host NAME`). A machine counts once Vagrant has created it
-(`.vagrant/machines/<name>/<provider>/id` exists), so the cluster is whatever `vagrant up` brought up:
+(`.vagrant/machines/<name>/<provider>/id` exists; Vagrant's VAGRANT_DOTFILE_PATH moves `.vagrant`), so
+the cluster is whatever `vagrant up` brought up:
 three VMs by default with `make cluster-vm`, five with VMS=5; its members' peer lists follow. Machine
 leader-node-vm-N is node id N at 192.168.56.(10+N) on the private network (the Vagrantfile's
 addresses), reached over SSH as user vagrant with the key Vagrant made for it, whatever the provider.
@@ -13,11 +14,15 @@ Cluster settings: group_vars/leader_nodes.yml (a link to the container cluster's
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
-MACHINES_DIR = Path(__file__).resolve().parent.parent / ".vagrant" / "machines"
+DOTFILE_DIR = Path(
+    os.environ.get("VAGRANT_DOTFILE_PATH", Path(__file__).resolve().parent.parent / ".vagrant")
+)
+MACHINES_DIR = DOTFILE_DIR / "machines"
 NAME = re.compile(r"leader-node-vm-([1-9][0-9]?)")
 SUBNET_PREFIX = "192.168.56."
 

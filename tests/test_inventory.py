@@ -1,5 +1,6 @@
 """The documented deploy command, `ansible-playbook deploy/site.yml -i inventory`, sees exactly the five
-containers of `make cluster`; the VM inventory (inventory-vagrant/) parses on its own and is not merged in.
+containers of `make cluster`; the VM inventory (inventory-vagrant/) parses on its own, is not merged in,
+and lists exactly the machines Vagrant has created, whatever their provider.
 
 Runs `ansible-inventory` from the project's venv (`make venv` installs the pinned ansible).
 """
@@ -24,10 +25,12 @@ CONTAINERS = {f"leader-node-{i}": i for i in range(1, 6)}
 VMS = {f"leader-node-vm-{i}": i for i in range(1, 6)}
 
 
-def inventory(source: str) -> dict[str, Any]:
+def inventory(source: str, vagrant_dir: Path | None = None) -> dict[str, Any]:
     if not ANSIBLE_INVENTORY.exists():
         pytest.fail(f"{ANSIBLE_INVENTORY} is missing: run `make venv`")
     env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_INVENTORY_UNPARSED_FAILED": "1"}
+    if vagrant_dir is not None:
+        env["VAGRANT_DOTFILE_PATH"] = str(vagrant_dir)
     done = subprocess.run(
         [str(ANSIBLE_INVENTORY), "-i", source, "--list"],
         cwd=REPO,
@@ -60,15 +63,46 @@ def test_inventory_dir_is_exactly_the_five_containers() -> None:
         assert "ansible_user" not in hostvars[host]
 
 
-def test_vm_inventory_parses_separately_with_its_five_hosts() -> None:
-    data = inventory("inventory-vagrant")
+def created(vagrant_dir: Path, provider: str, *names: str) -> None:
+    """What `vagrant up` leaves behind for each machine: .vagrant/machines/<name>/<provider>/id."""
+    for name in names:
+        machine = vagrant_dir / "machines" / name / provider
+        machine.mkdir(parents=True)
+        (machine / "id").write_text("0f5c6d1e\n")
+
+
+def test_vm_inventory_lists_the_created_machines_with_their_keys(tmp_path: Path) -> None:
+    created(tmp_path, "libvirt", *VMS)
+    data = inventory("inventory-vagrant", tmp_path)
     assert ids_of(data, "leader_nodes") == VMS
     assert set(data["_meta"]["hostvars"]) == set(VMS)
     hostvars = data["_meta"]["hostvars"]
     for host, node_id in VMS.items():
         assert hostvars[host]["ansible_host"] == f"192.168.56.{10 + node_id}"
+        assert hostvars[host]["leader_node_address"] == f"192.168.56.{10 + node_id}"
         assert hostvars[host]["ansible_user"] == "vagrant"
+        assert hostvars[host]["ansible_ssh_private_key_file"] == str(
+            tmp_path / "machines" / host / "libvirt" / "private_key"
+        )
         assert "ansible_connection" not in hostvars[host]
         # The cluster settings come from group_vars beside the VM inventory, like the containers'.
         for timer in ("heartbeat_interval", "failure_timeout", "election_timeout"):
             assert f"leader_node_{timer}" in hostvars[host], timer
+
+
+def test_vm_inventory_follows_what_vagrant_created(tmp_path: Path) -> None:
+    # Three VMs (make cluster-vm's default) are a three-member cluster; a machine defined in the
+    # Vagrantfile but never created (no id) is not a member; another provider's key path is its own.
+    created(tmp_path, "virtualbox", "leader-node-vm-1", "leader-node-vm-3")
+    created(tmp_path, "virtualbox", "leader-node-vm-2")
+    (tmp_path / "machines" / "leader-node-vm-4" / "virtualbox").mkdir(parents=True)
+    created(tmp_path, "virtualbox", "unrelated-box")
+    data = inventory("inventory-vagrant", tmp_path)
+    assert ids_of(data, "leader_nodes") == {f"leader-node-vm-{i}": i for i in (1, 2, 3)}
+    key = data["_meta"]["hostvars"]["leader-node-vm-3"]["ansible_ssh_private_key_file"]
+    assert key == str(tmp_path / "machines" / "leader-node-vm-3" / "virtualbox" / "private_key")
+
+
+def test_vm_inventory_is_empty_before_vagrant_up(tmp_path: Path) -> None:
+    data = inventory("inventory-vagrant", tmp_path)
+    assert data.get("leader_nodes", {}).get("hosts", []) == []
