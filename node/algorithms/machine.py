@@ -85,6 +85,9 @@ class Machine:
 
     def __init__(self, settings: Settings, state: DurableState, rng: RandomSource) -> None:
         self.settings = settings
+        # Read at every step: kept as plain attributes (settings are frozen; its properties recompute).
+        self.node_id = settings.node_id
+        self._quorum_size = settings.quorum_size
         self._rng = rng
         self._durable = state
         self._detector = FailureDetector(settings.peer_ids, settings.failure_timeout_ms)
@@ -252,10 +255,6 @@ class Machine:
     # ------------------------------------------------------------------ small helpers
 
     @property
-    def node_id(self) -> int:
-        return self.settings.node_id
-
-    @property
     def epoch(self) -> int:
         return self._durable.epoch
 
@@ -314,13 +313,13 @@ class Machine:
         return self._lease.supporters(self._now_ms)
 
     def _lease_deadline_ms(self) -> int | None:
-        return self._lease.deadline_ms(self._now_ms, self.settings.quorum_size)
+        return self._lease.deadline_ms(self._now_ms, self._quorum_size)
 
     def _reachable(self) -> int:
         return 1 + self._detector.alive_count()
 
     def _quorum_reachable(self) -> bool:
-        return self._reachable() >= self.settings.quorum_size
+        return 1 + self._detector.alive_count() >= self._quorum_size  # _reachable(), inlined
 
     def _leader_is_live(self) -> bool:
         return self._leader_id is not None and self._detector.is_available(self._leader_id)
