@@ -204,24 +204,28 @@ class Machine:
                 last_seen_ms=None if heard_ms is None else max(0, now_ms - heard_ms),
                 eligible=self._peer_eligible(peer_id),
             )
-        role, leader_id = self._role(), self._leader_id
-        if self._is_leader and self._lease.supporters(now_ms) < self.settings.quorum_size:
-            # The lease ran out since the last step (a paused process answering HTTP before its overdue
-            # lease timer runs): never report leading then; it steps down at its next step.
-            role = Role.CANDIDATE if self._quorum_reachable() else Role.NO_QUORUM
-            leader_id = None
+        role, leader_id, epoch = self.role_view(now_ms)
         return NodeView(
             node_id=self.node_id,
             algorithm=self.name,
             role=role,
             leader_id=leader_id,
-            epoch=self._durable.epoch,
+            epoch=epoch,
             peers=peers,
             quorum_size=self.settings.quorum_size,
             reachable=self._reachable(),
             catching_up=self._catch_up is not None,
             ineligible_reason=self._why_ineligible(),
         )
+
+    def role_view(self, now_ms: int) -> tuple[Role, int | None, int]:
+        role, leader_id = self._role(), self._leader_id
+        if self._is_leader and self._lease.supporters(now_ms) < self._quorum_size:
+            # The lease ran out since the last step (a paused process answering HTTP before its overdue
+            # lease timer runs): never report leading then; it steps down at its next step.
+            role = Role.CANDIDATE if self._quorum_reachable() else Role.NO_QUORUM
+            leader_id = None
+        return role, leader_id, self._durable.epoch
 
     # ------------------------------------------------------------------ the shared phase
 

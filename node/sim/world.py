@@ -244,21 +244,15 @@ class World:
         match the last RoleChanged anyway, and that is checked here."""
         assert node.algorithm is not None
         now_ms = self.now_ms
-        view = node.algorithm.view(now_ms)
+        viewed = node.algorithm.role_view(now_ms)
+        role, _, epoch = viewed
         self.safety.on_view(
-            now_ms,
-            node.node_id,
-            role=view.role,
-            epoch=view.epoch,
-            durable=node.disk,
-            restarted=node.restarted,
+            now_ms, node.node_id, role=role, epoch=epoch, durable=node.disk, restarted=node.restarted
         )
-        self.safety.on_published(
-            now_ms, node.node_id, (view.role, view.leader_id, view.epoch), node.published
-        )
+        self.safety.on_published(now_ms, node.node_id, viewed, node.published)
         node.restarted = False
-        if (view.role, view.leader_id, view.epoch) != (node.role, node.leader_id, node.epoch):
-            node.role, node.leader_id, node.epoch = view.role, view.leader_id, view.epoch
+        if viewed != (node.role, node.leader_id, node.epoch):
+            node.role, node.leader_id, node.epoch = viewed
             self.views_changed = True
             if node.role is Role.LEADER:
                 self._leaders.add(node.node_id)
