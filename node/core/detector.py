@@ -43,13 +43,20 @@ class FailureDetector:
     def heard(self, peer_id: int, now_ms: int) -> bool:
         """Record a message from `peer_id`. True when this made a suspected peer alive."""
         peer = self._peers[peer_id]
+        before_ms = peer.last_heard_ms
         peer.last_heard_ms = now_ms
         peer.unreachable_hint = False
-        self._deadline_stale = True
         if peer.state is PeerState.SUSPECTED:
             peer.state = PeerState.ALIVE
             self._alive_count += 1
+            if not self._deadline_stale:  # one more alive peer: the deadline can only come sooner
+                until_ms = now_ms + self.failure_timeout_ms
+                if self._deadline_ms is None or until_ms < self._deadline_ms:
+                    self._deadline_ms = until_ms
             return True
+        deadline_ms = self._deadline_ms
+        if deadline_ms is None or before_ms is None or before_ms + self.failure_timeout_ms <= deadline_ms:
+            self._deadline_stale = True  # it may have been the earliest: its deadline moved later
         return False
 
     def hint_unreachable(self, peer_id: int) -> bool:
