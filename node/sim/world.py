@@ -224,10 +224,10 @@ class World:
         if len(actions) > MAX_ACTIONS_PER_STEP:
             raise SimulationLimitError(f"node {node.node_id} produced {len(actions)} actions for {event!r}")
         quiet = True
-        executors = self._executors
+        executors, record = self._executors, self._record
         for action in actions:
             kind = type(action)
-            executors.get(kind, self._record)(node, action)
+            executors.get(kind, record)(node, action)
             if quiet and kind not in _QUIET_ACTIONS:
                 quiet = False
         if not quiet or node.restarted:
