@@ -31,11 +31,11 @@ class Following(Machine):
     def _arm_detector(self) -> None:
         # Deadlines only move later as peers are heard, so the timer is re-armed only when it is not
         # armed or a new peer's deadline is earlier; a timer that fires early just re-arms.
-        deadlines = [self._detector.next_deadline_ms()]
+        deadline_ms = self._detector.next_deadline_ms()
         if self._is_leader:
-            deadlines.append(self._lease_deadline_ms())
-        known = [d for d in deadlines if d is not None]
-        deadline_ms = min(known) if known else None
+            lease_ms = self._lease_deadline_ms()
+            if lease_ms is not None and (deadline_ms is None or lease_ms < deadline_ms):
+                deadline_ms = lease_ms  # the earlier of the two
         if deadline_ms is None:
             if self._detector_armed_at_ms is not None:
                 self._detector_armed_at_ms = None
@@ -56,7 +56,7 @@ class Following(Machine):
         self._on_peer_unavailable(peer_id)
 
     def _check_quorum(self) -> None:
-        if self._is_leader and self._lease_supporters() < self.settings.quorum_size:
+        if self._is_leader and self._lease_supporters() < self._quorum_size:
             self._log(
                 EventName.QUORUM_LOST,
                 f"has no acknowledged support from a majority within {self.settings.failure_timeout_ms} ms "

@@ -85,6 +85,9 @@ class Machine:
 
     def __init__(self, settings: Settings, state: DurableState, rng: RandomSource) -> None:
         self.settings = settings
+        # Read at every step: kept as plain attributes (settings are frozen; its properties recompute).
+        self.node_id = settings.node_id
+        self._quorum_size = settings.quorum_size
         self._rng = rng
         self._durable = state
         self._detector = FailureDetector(settings.peer_ids, settings.failure_timeout_ms)
@@ -201,24 +204,28 @@ class Machine:
                 last_seen_ms=None if heard_ms is None else max(0, now_ms - heard_ms),
                 eligible=self._peer_eligible(peer_id),
             )
-        role, leader_id = self._role(), self._leader_id
-        if self._is_leader and self._lease.supporters(now_ms) < self.settings.quorum_size:
-            # The lease ran out since the last step (a paused process answering HTTP before its overdue
-            # lease timer runs): never report leading then; it steps down at its next step.
-            role = Role.CANDIDATE if self._quorum_reachable() else Role.NO_QUORUM
-            leader_id = None
+        role, leader_id, epoch = self.role_view(now_ms)
         return NodeView(
             node_id=self.node_id,
             algorithm=self.name,
             role=role,
             leader_id=leader_id,
-            epoch=self._durable.epoch,
+            epoch=epoch,
             peers=peers,
             quorum_size=self.settings.quorum_size,
             reachable=self._reachable(),
             catching_up=self._catch_up is not None,
             ineligible_reason=self._why_ineligible(),
         )
+
+    def role_view(self, now_ms: int) -> tuple[Role, int | None, int]:
+        role, leader_id = self._role(), self._leader_id
+        if self._is_leader and self._lease.supporters(now_ms) < self._quorum_size:
+            # The lease ran out since the last step (a paused process answering HTTP before its overdue
+            # lease timer runs): never report leading then; it steps down at its next step.
+            role = Role.CANDIDATE if self._quorum_reachable() else Role.NO_QUORUM
+            leader_id = None
+        return role, leader_id, self._durable.epoch
 
     # ------------------------------------------------------------------ the shared phase
 
@@ -250,10 +257,6 @@ class Machine:
         self._leave_phase()
 
     # ------------------------------------------------------------------ small helpers
-
-    @property
-    def node_id(self) -> int:
-        return self.settings.node_id
 
     @property
     def epoch(self) -> int:
@@ -314,13 +317,13 @@ class Machine:
         return self._lease.supporters(self._now_ms)
 
     def _lease_deadline_ms(self) -> int | None:
-        return self._lease.deadline_ms(self._now_ms, self.settings.quorum_size)
+        return self._lease.deadline_ms(self._now_ms, self._quorum_size)
 
     def _reachable(self) -> int:
         return 1 + self._detector.alive_count()
 
     def _quorum_reachable(self) -> bool:
-        return self._reachable() >= self.settings.quorum_size
+        return 1 + self._detector.alive_count() >= self._quorum_size  # _reachable(), inlined
 
     def _leader_is_live(self) -> bool:
         return self._leader_id is not None and self._detector.is_available(self._leader_id)

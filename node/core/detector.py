@@ -25,22 +25,38 @@ class _Peer:
 
 
 class FailureDetector:
+    # Read at every event (expiry, quorum checks, the detector timer), so kept at hand rather than
+    # recomputed: the peers in id order (`expire` reports in that order), their ids as a set, how many
+    # are alive, and the next deadline (recomputed only after a peer was heard or suspected).
     def __init__(self, peer_ids: tuple[int, ...], failure_timeout_ms: int) -> None:
         self.failure_timeout_ms = failure_timeout_ms
-        self._peers = {peer_id: _Peer() for peer_id in peer_ids}
+        self._peers = {peer_id: _Peer() for peer_id in sorted(peer_ids)}
+        self._peer_ids = frozenset(self._peers)
+        self._alive_count = 0  # peers whose state is ALIVE
+        self._deadline_ms: int | None = None  # next_deadline_ms(), unless _deadline_stale
+        self._deadline_stale = False
 
     @property
     def peer_ids(self) -> frozenset[int]:
-        return frozenset(self._peers)
+        return self._peer_ids
 
     def heard(self, peer_id: int, now_ms: int) -> bool:
         """Record a message from `peer_id`. True when this made a suspected peer alive."""
         peer = self._peers[peer_id]
+        before_ms = peer.last_heard_ms
         peer.last_heard_ms = now_ms
         peer.unreachable_hint = False
         if peer.state is PeerState.SUSPECTED:
             peer.state = PeerState.ALIVE
+            self._alive_count += 1
+            if not self._deadline_stale:  # one more alive peer: the deadline can only come sooner
+                until_ms = now_ms + self.failure_timeout_ms
+                if self._deadline_ms is None or until_ms < self._deadline_ms:
+                    self._deadline_ms = until_ms
             return True
+        deadline_ms = self._deadline_ms
+        if deadline_ms is None or before_ms is None or before_ms + self.failure_timeout_ms <= deadline_ms:
+            self._deadline_stale = True  # it may have been the earliest: its deadline moved later
         return False
 
     def hint_unreachable(self, peer_id: int) -> bool:
@@ -52,24 +68,38 @@ class FailureDetector:
 
     def expire(self, now_ms: int) -> list[int]:
         """Apply the timeout rule at `now_ms`; the peers that became suspected, in id order."""
-        newly_suspected = []
-        for peer_id, peer in sorted(self._peers.items()):
-            if peer.state is PeerState.ALIVE and self._silent_too_long(peer, now_ms):
+        newly_suspected: list[int] = []
+        if not self._alive_count:
+            return newly_suspected
+        if not self._deadline_stale and self._deadline_ms is not None and now_ms < self._deadline_ms:
+            return newly_suspected  # no alive peer's silence has reached the timeout yet
+        timeout_ms = self.failure_timeout_ms
+        for peer_id, peer in self._peers.items():  # in id order (see __init__)
+            if peer.state is PeerState.ALIVE and (
+                peer.last_heard_ms is None or now_ms - peer.last_heard_ms >= timeout_ms
+            ):
                 peer.state = PeerState.SUSPECTED
+                self._alive_count -= 1
+                self._deadline_stale = True
                 newly_suspected.append(peer_id)
         return newly_suspected
 
-    def _silent_too_long(self, peer: _Peer, now_ms: int) -> bool:
-        return peer.last_heard_ms is None or now_ms - peer.last_heard_ms >= self.failure_timeout_ms
-
     def next_deadline_ms(self) -> int | None:
         """When the next alive peer would become suspected if nothing more is heard."""
-        deadlines = [
-            peer.last_heard_ms + self.failure_timeout_ms
-            for peer in self._peers.values()
-            if peer.state is PeerState.ALIVE and peer.last_heard_ms is not None
-        ]
-        return min(deadlines) if deadlines else None
+        if not self._deadline_stale:
+            return self._deadline_ms
+        earliest_ms: int | None = None  # the earliest last_heard_ms of an alive peer
+        for peer in self._peers.values():
+            heard_ms = peer.last_heard_ms
+            if (
+                peer.state is PeerState.ALIVE
+                and heard_ms is not None
+                and (earliest_ms is None or heard_ms < earliest_ms)
+            ):
+                earliest_ms = heard_ms
+        self._deadline_ms = None if earliest_ms is None else earliest_ms + self.failure_timeout_ms
+        self._deadline_stale = False
+        return self._deadline_ms
 
     def state(self, peer_id: int) -> PeerState:
         return self._peers[peer_id].state
@@ -89,4 +119,4 @@ class FailureDetector:
         return self._peers[peer_id].last_heard_ms
 
     def alive_count(self) -> int:
-        return sum(1 for peer in self._peers.values() if peer.state is PeerState.ALIVE)
+        return self._alive_count

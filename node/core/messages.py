@@ -83,15 +83,27 @@ _FIELD_SPECS: dict[str, tuple[str, _Validator]] = {
 }
 
 
+def _checks_of(message: object) -> tuple[tuple[str, _Validator], ...]:
+    """(field, validator) for every field of the message's class, in field order."""
+    return tuple((f.name, _FIELD_SPECS[f.name][1]) for f in fields(message))  # type: ignore[arg-type]
+
+
+# message class -> its `_checks_of`: built at its first construction (`fields()` is slow, and a message is
+# built per send)
+_CHECKS: dict[type, tuple[tuple[str, _Validator], ...]] = {}
+
+
 class _Wire:
     """Mixin: validation on construction plus the wire mapping shared by every message type."""
 
     TYPE: ClassVar[MsgType]
 
     def __post_init__(self) -> None:
-        for f in fields(self):  # type: ignore[arg-type]
-            _, check = _FIELD_SPECS[f.name]
-            check(f.name, getattr(self, f.name))
+        checks = _CHECKS.get(type(self))
+        if checks is None:
+            checks = _CHECKS[type(self)] = _checks_of(self)
+        for name, check in checks:
+            check(name, getattr(self, name))
 
     @property
     def type(self) -> MsgType:

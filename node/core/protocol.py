@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from node.core.actions import Action
+from node.core.actions import Action, Role
 from node.core.events import Event
 from node.core.view import NodeView
 
@@ -23,6 +23,11 @@ class Algorithm(Protocol):
         ...
 
     def view(self, now_ms: int) -> NodeView: ...
+
+    def role_view(self, now_ms: int) -> tuple[Role, int | None, int]:
+        """(role, leader_id, epoch) exactly as `view(now_ms)` reports them, without building the rest
+        (the simulator reads them after every step that changed something)."""
+        ...
 
     def switchover_refusal(self, target: int | None) -> str | None:
         """Why a switchover to `target` cannot happen now (None: it can). Reads; changes nothing."""

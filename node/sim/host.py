@@ -75,6 +75,8 @@ class SimNode:
         self.stash: deque[NodeItem] = deque()
         self.stash_overflow = 0
         self.heard_ms: dict[int, int] = {}  # peer -> last delivery time, in this life
+        self.stale_after_ms: int | None = None  # stale-leader deadline from heard_ms; None: recompute
+        self.received_prefix = f"n{self.node_id} <- "  # of its delivery lines in the trace
         self.connected: set[int] = set()  # peers with an open connection to this life
         self.role = Role.FOLLOWER
         self.leader_id: int | None = None
@@ -108,6 +110,7 @@ class SimNode:
         self.paused = False
         self.stash.clear()
         self.heard_ms.clear()
+        self.stale_after_ms = None
         self.connected.clear()
         self.role = Role.FOLLOWER
         self.leader_id = None
@@ -121,4 +124,5 @@ class SimNode:
         self.incarnation += 1
         self.algorithm = algorithm
         self.started_ms = now_ms
+        self.stale_after_ms = None
         self.restarted = True

@@ -48,6 +48,7 @@ from node.core.state import DurableState
 
 SAFETY = "safety"
 LIVENESS = "liveness"
+NEVER_MS = 2**63  # a deadline that never comes
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,13 +257,10 @@ class SafetyMonitor:
     ) -> None:
         """`heard_ms`: when this node last received anything from each peer, in its current life;
         `since_ms`: when that life began."""
-        needed = self.cluster_size // 2
-        if needed == 0:
-            return
-        recent = sorted(heard_ms.values(), reverse=True)
-        cut_off_since_ms = recent[needed - 1] if len(recent) >= needed else since_ms
-        silent_ms = now_ms - cut_off_since_ms
-        if silent_ms > self.failure_timeout_ms + self.slack_ms:
+        if now_ms > self.stale_leader_deadline_ms(heard_ms, since_ms):
+            needed = self.cluster_size // 2
+            recent = sorted(heard_ms.values(), reverse=True)
+            silent_ms = now_ms - (recent[needed - 1] if len(recent) >= needed else since_ms)
             heard = ", ".join(f"{peer}@{at}" for peer, at in sorted(heard_ms.items())) or "nobody"
             self._fail(
                 "stale-leader",
@@ -271,6 +269,16 @@ class SafetyMonitor:
                 f"leads epoch {epoch} but has heard from fewer than {needed} peers for {silent_ms} ms"
                 f" (failure_timeout {self.failure_timeout_ms} ms; last heard: {heard})",
             )
+
+    def stale_leader_deadline_ms(self, heard_ms: dict[int, int], since_ms: int) -> int:
+        """After this time a leader that has heard nothing more breaks the stale-leader rule: the time it
+        last heard floor(N/2) distinct peers (or its start), plus failure_timeout and the slack."""
+        needed = self.cluster_size // 2
+        if needed == 0:
+            return NEVER_MS  # a one-node cluster needs nobody
+        recent = sorted(heard_ms.values(), reverse=True)
+        cut_off_since_ms = recent[needed - 1] if len(recent) >= needed else since_ms
+        return cut_off_since_ms + self.failure_timeout_ms + self.slack_ms
 
 
 @dataclass(frozen=True, slots=True)

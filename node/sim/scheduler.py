@@ -30,9 +30,11 @@ class Scheduler(Generic[Item]):
 
     def at(self, time_ms: int, item: Item) -> None:
         """Schedule `item` at absolute `time_ms`; a time in the past means "now"."""
-        if len(self._heap) >= self._max_pending:
+        heap = self._heap
+        if len(heap) >= self._max_pending:
             raise SchedulerFullError(f"more than {self._max_pending} items pending at {self.now_ms} ms")
-        heapq.heappush(self._heap, (max(time_ms, self.now_ms), self._seq, item))
+        now_ms = self.now_ms
+        heapq.heappush(heap, (time_ms if time_ms > now_ms else now_ms, self._seq, item))
         self._seq += 1
 
     def after(self, delay_ms: int, item: Item) -> None:
@@ -44,5 +46,14 @@ class Scheduler(Generic[Item]):
     def pop(self) -> Item:
         """Remove the earliest item and advance the clock to its time."""
         time_ms, _, item = heapq.heappop(self._heap)
+        self.now_ms = time_ms
+        return item
+
+    def pop_due(self, end_ms: int) -> Item | None:
+        """`pop()` if the earliest item is due by `end_ms`, else None (one call per item, for speed)."""
+        heap = self._heap
+        if not heap or heap[0][0] > end_ms:
+            return None
+        time_ms, _, item = heapq.heappop(heap)
         self.now_ms = time_ms
         return item

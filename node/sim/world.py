@@ -23,6 +23,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from node.core.actions import (
     Action,
@@ -47,6 +48,7 @@ from node.core.events import (
     Start,
     SwitchoverRequested,
     TimerFired,
+    TimerId,
 )
 from node.core.messages import Coordinator, Heartbeat, Message
 from node.core.protocol import Algorithm
@@ -65,11 +67,13 @@ SendHook = Callable[[int, tuple[int, ...], Message], None]  # (sender, destinati
 MAX_ACTIONS_PER_STEP = 1_000  # one event producing more actions than this is a bug
 RST_DELAY_MS = (1, 5)  # a refused connect or a reset reaches the sender this fast on loopback
 EXIT_DELAY_MS = (1, 50)  # a stopping node's queued frames are written (the runtime waits up to 500 ms)
-_QUIET_ACTIONS = (Send, Broadcast, SetTimer, CancelTimer)  # a step with only these changed no state
+# A step with only these changed no state. Exact types (`type(action) in`): no action type has subclasses.
+_QUIET_ACTIONS = frozenset({Send, Broadcast, SetTimer, CancelTimer})
 _ENDS_REELECTION = frozenset(
     {EventName.ELECTION_STARTED, EventName.ELECTION_FAILED, EventName.LEADER_ACCEPTED}
 )
 GATE_MS = (1, 200)  # how long a before_lead gate runs (a slow gate: around gate_timeout)
+_TIMER_TEXT = {timer: timer.value for timer in TimerId}  # `.value` of an enum member is slow to read
 
 
 class SimulationLimitError(Exception):
@@ -119,6 +123,16 @@ class World:
         self.gate_failing: set[int] = set()
         self.gate_slow: set[int] = set()
         self.unhealthy: dict[int, str] = {}  # node -> why its host says it may not run for leader
+        # action type -> how it is carried out (a Log: `_record`)
+        self._executors: dict[type[Action], Callable[[SimNode, Any], None]] = {
+            Send: self._execute_send,
+            Broadcast: self._execute_broadcast,
+            SetTimer: self._execute_set_timer,
+            CancelTimer: self._execute_cancel_timer,
+            Persist: self._execute_persist,
+            RunGate: self._execute_run_gate,
+            RoleChanged: self._execute_role_changed,
+        }
 
     @property
     def now_ms(self) -> int:
@@ -137,14 +151,15 @@ class World:
         """Run every item due up to `end_ms`, then move the clock to `end_ms`. With `until` (tests): stop
         right after the first item that makes it true, the clock at that item's time. Returns whether
         `until` stopped the run."""
-        while (next_ms := self.scheduler.next_time_ms()) is not None and next_ms <= end_ms:
-            item = self.scheduler.pop()
+        pop_due = self.scheduler.pop_due
+        dispatch = self._dispatch
+        while (item := pop_due(end_ms)) is not None:
             if isinstance(item, Callback):
                 if item.label:
                     self.log(item.label)
                 item.run()
             else:
-                self._dispatch(item)
+                dispatch(item)
             if until is not None and until():
                 return True
         self.scheduler.now_ms = max(self.scheduler.now_ms, end_ms)
@@ -153,17 +168,18 @@ class World:
     def _dispatch(self, item: NodeItem) -> None:
         if isinstance(item, Delivery):
             node = self.nodes[item.dst]
-            if node.incarnation != item.incarnation or not node.alive:
+            if node.incarnation != item.incarnation or node.algorithm is None:
                 return
-            if self.network.is_blocked(item.src, item.dst):
-                self.network.dropped_messages += 1
+            network = self.network
+            if network.is_blocked(item.src, item.dst):
+                network.dropped_messages += 1
                 return
-            if self.network.is_clogged(item.src, item.dst):
+            if network.is_clogged(item.src, item.dst):
                 self._hold(item)
                 return
         else:
             node = self.nodes[item.node_id]
-            if node.incarnation != item.incarnation or not node.alive:
+            if node.incarnation != item.incarnation or node.algorithm is None:
                 return
             if isinstance(item, TimerDue) and node.timers.get(item.timer) != item.generation:
                 return  # cancelled or replaced since
@@ -173,24 +189,26 @@ class World:
         self._run_item(node, item)
 
     def _run_item(self, node: SimNode, item: NodeItem) -> None:
-        now_ms = self.now_ms
+        now_ms = self.scheduler.now_ms
         event: Event
         if isinstance(item, Delivery):
-            node.heard_ms[item.src] = now_ms
-            node.connected.add(item.src)
-            self.nodes[item.src].connected.add(node.node_id)
+            src = item.src
+            node.heard_ms[src] = now_ms
+            node.stale_after_ms = None  # what it heard changed
+            node.connected.add(src)
+            self.nodes[src].connected.add(node.node_id)
             event = MessageReceived(now_ms, item.message)
-            self.log(f"n{node.node_id} <- {item.message!r}")
+            self.trace.delivery(now_ms, node.received_prefix, item.message)
         elif isinstance(item, TimerDue):
             del node.timers[item.timer]
             event = TimerFired(now_ms, item.timer)
-            self.log(f"n{node.node_id} timer {item.timer.value}")
+            self.trace.line(now_ms, f"n{node.node_id} timer {_TIMER_TEXT[item.timer]}")
         elif isinstance(item, HintDue):
             event = PeerUnreachable(now_ms, item.peer_id)
-            self.log(f"n{node.node_id} unreachable {item.peer_id}")
+            self.trace.line(now_ms, f"n{node.node_id} unreachable {item.peer_id}")
         else:
             event = item.make(now_ms)
-            self.log(f"n{node.node_id} {item.label}")
+            self.trace.line(now_ms, f"n{node.node_id} {item.label}")
             if isinstance(event, GateFinished) and event.passed:
                 node.gates_passed.add(event.epoch)
             elif isinstance(event, EligibilityChanged):
@@ -206,12 +224,16 @@ class World:
         if len(actions) > MAX_ACTIONS_PER_STEP:
             raise SimulationLimitError(f"node {node.node_id} produced {len(actions)} actions for {event!r}")
         quiet = True
+        executors, record = self._executors, self._record
         for action in actions:
-            self._execute(node, action)
-            quiet = quiet and isinstance(action, _QUIET_ACTIONS)
+            kind = type(action)
+            executors.get(kind, record)(node, action)
+            if quiet and kind not in _QUIET_ACTIONS:
+                quiet = False
         if not quiet or node.restarted:
             self._observe(node)
-        self._check_stale_leaders()
+        if self._leaders:
+            self._check_stale_leaders()
         if self.on_step is not None and self.views_changed:
             self.views_changed = False
             self.on_step()
@@ -222,21 +244,15 @@ class World:
         match the last RoleChanged anyway, and that is checked here."""
         assert node.algorithm is not None
         now_ms = self.now_ms
-        view = node.algorithm.view(now_ms)
+        viewed = node.algorithm.role_view(now_ms)
+        role, _, epoch = viewed
         self.safety.on_view(
-            now_ms,
-            node.node_id,
-            role=view.role,
-            epoch=view.epoch,
-            durable=node.disk,
-            restarted=node.restarted,
+            now_ms, node.node_id, role=role, epoch=epoch, durable=node.disk, restarted=node.restarted
         )
-        self.safety.on_published(
-            now_ms, node.node_id, (view.role, view.leader_id, view.epoch), node.published
-        )
+        self.safety.on_published(now_ms, node.node_id, viewed, node.published)
         node.restarted = False
-        if (view.role, view.leader_id, view.epoch) != (node.role, node.leader_id, node.epoch):
-            node.role, node.leader_id, node.epoch = view.role, view.leader_id, view.epoch
+        if viewed != (node.role, node.leader_id, node.epoch):
+            node.role, node.leader_id, node.epoch = viewed
             self.views_changed = True
             if node.role is Role.LEADER:
                 self._leaders.add(node.node_id)
@@ -244,7 +260,19 @@ class World:
                 self._leaders.discard(node.node_id)
 
     def _check_stale_leaders(self) -> None:
-        now_ms = self.now_ms
+        """Rule 3 for every leader, after every step. Fast path: each leader's deadline is cached until
+        it hears from a peer (or restarts); only a passed deadline runs the full check, in id order."""
+        now_ms = self.scheduler.now_ms
+        for node_id in self._leaders:
+            node = self.nodes[node_id]
+            deadline_ms = node.stale_after_ms
+            if deadline_ms is None:
+                deadline_ms = self.safety.stale_leader_deadline_ms(node.heard_ms, node.started_ms)
+                node.stale_after_ms = deadline_ms
+            if now_ms > deadline_ms and node.running:
+                break
+        else:
+            return
         for node_id in sorted(self._leaders):
             other = self.nodes[node_id]
             if other.running:
@@ -255,44 +283,51 @@ class World:
     # --- actions ---------------------------------------------------------------------------------
 
     def _execute(self, node: SimNode, action: Action) -> None:
+        self._executors.get(type(action), self._record)(node, action)
+
+    def _execute_send(self, node: SimNode, action: Send) -> None:
+        self._check_send(node, action.message)
+        if self.on_send is not None:
+            self.on_send(node.node_id, (action.peer_id,), action.message)
+        self._send(node, action.peer_id, action.message)
+
+    def _execute_broadcast(self, node: SimNode, action: Broadcast) -> None:
+        message = action.message
+        self._check_send(node, message)
+        if self.on_send is not None:
+            self.on_send(node.node_id, node.peer_ids, message)
+        for peer_id in node.peer_ids:
+            self._send(node, peer_id, message)
+
+    def _execute_set_timer(self, node: SimNode, action: SetTimer) -> None:
+        self._generation += 1
+        node.timers[action.timer] = self._generation
+        due = TimerDue(node.node_id, node.incarnation, action.timer, self._generation)
+        self.scheduler.at(action.at_ms, due)
+
+    def _execute_cancel_timer(self, node: SimNode, action: CancelTimer) -> None:
+        node.timers.pop(action.timer, None)
+
+    def _execute_persist(self, node: SimNode, action: Persist) -> None:
         node_id = node.node_id
-        if isinstance(action, Send):
-            self._check_send(node, action.message)
-            if self.on_send is not None:
-                self.on_send(node_id, (action.peer_id,), action.message)
-            self._send(node, action.peer_id, action.message)
-        elif isinstance(action, Broadcast):
-            self._check_send(node, action.message)
-            if self.on_send is not None:
-                self.on_send(node_id, node.peer_ids, action.message)
-            for peer_id in node.peer_ids:
-                self._send(node, peer_id, action.message)
-        elif isinstance(action, SetTimer):
-            self._generation += 1
-            node.timers[action.timer] = self._generation
-            self.scheduler.at(
-                action.at_ms, TimerDue(node_id, node.incarnation, action.timer, self._generation)
-            )
-        elif isinstance(action, CancelTimer):
-            node.timers.pop(action.timer, None)
-        elif isinstance(action, Persist):
-            self.safety.on_persist(self.now_ms, node_id, node.disk, action.state)
-            node.disk = action.state
-            self.log(f"n{node_id} persist epoch={action.state.epoch} voted_for={action.state.voted_for}")
-        elif isinstance(action, RunGate):
-            self._run_gate(node, action.epoch)
-        elif isinstance(action, RoleChanged):
-            if action.role is Role.LEADER:
-                barred = self._why_no_office(node, action.epoch)
-                self.safety.on_office(self.now_ms, node_id, action.epoch, barred)
-                node.reelecting = False
-            node.published = (action.role, action.leader_id, action.epoch)
-            self.log(f"n{node_id} role {action.role.value} leader={action.leader_id} epoch={action.epoch}")
-            if action.role is Role.LEADER:
-                self.leader_changes += 1
-                self.safety.on_leader(self.now_ms, node_id, action.epoch)
-        else:
-            self._record(node_id, action)
+        self.safety.on_persist(self.now_ms, node_id, node.disk, action.state)
+        node.disk = action.state
+        self.log(f"n{node_id} persist epoch={action.state.epoch} voted_for={action.state.voted_for}")
+
+    def _execute_run_gate(self, node: SimNode, action: RunGate) -> None:
+        self._run_gate(node, action.epoch)
+
+    def _execute_role_changed(self, node: SimNode, action: RoleChanged) -> None:
+        node_id = node.node_id
+        if action.role is Role.LEADER:
+            barred = self._why_no_office(node, action.epoch)
+            self.safety.on_office(self.now_ms, node_id, action.epoch, barred)
+            node.reelecting = False
+        node.published = (action.role, action.leader_id, action.epoch)
+        self.log(f"n{node_id} role {action.role.value} leader={action.leader_id} epoch={action.epoch}")
+        if action.role is Role.LEADER:
+            self.leader_changes += 1
+            self.safety.on_leader(self.now_ms, node_id, action.epoch)
 
     def _why_no_office(self, node: SimNode, epoch: int) -> str | None:
         """What should have kept `node` from taking office under `epoch`, if anything."""
@@ -347,13 +382,13 @@ class World:
         if isinstance(message, (Heartbeat, Coordinator)) and message.leader_id == node.node_id:
             self.safety.on_claim(self.now_ms, node.node_id, message)
 
-    def _record(self, node_id: int, log: Log) -> None:
+    def _record(self, node: SimNode, log: Log) -> None:
+        node_id = node.node_id
         self.log(f"n{node_id} log {log.event} epoch={log.epoch} leader={log.leader_id} peer={log.peer_id}")
         event = HistoryEvent(
             self.now_ms, node_id, log.event, log.epoch, log.leader_id, log.peer_id, log.message, "sim"
         )
         self.trace.record(event)
-        node = self.nodes[node_id]
         if log.event == EventName.REELECTION_STARTED:
             node.reelecting = True  # an incumbent keeps its office without a new gate (base._reelect)
         elif log.event in _ENDS_REELECTION:
@@ -363,22 +398,22 @@ class World:
         elif log.event == EventName.BECAME_LEADER and log.epoch is not None:
             self.safety.on_leader(self.now_ms, node_id, log.epoch)
         elif log.event == EventName.LEADER_ACCEPTED and log.epoch is not None:
-            self.safety.on_accept(self.now_ms, node_id, log.epoch, self.nodes[node_id].disk.epoch)
+            self.safety.on_accept(self.now_ms, node_id, log.epoch, node.disk.epoch)
         if self.on_log is not None:
             self.on_log(event)  # a scenario may strike right here, before the step's next action
 
     def _send(self, node: SimNode, dst: int, message: Message) -> None:
-        now_ms = self.now_ms
         src = node.node_id
         peer = self.nodes.get(dst)
         if peer is None or dst == src:
             raise SimulationLimitError(f"node {src} sent {message!r} to non-peer {dst}")
-        if not peer.alive:
+        if peer.algorithm is None:
             if not (self.network.is_blocked(src, dst) or self.network.is_blocked(dst, src)):
                 self.scheduler.at(self._hint_ms(dst, src), HintDue(src, node.incarnation, dst))
             return
-        for at_ms in self.network.transit_delays_ms(src, dst, now_ms):
-            self.scheduler.at(at_ms, Delivery(dst, peer.incarnation, src, message))
+        at = self.scheduler.at
+        for at_ms in self.network.transit_delays_ms(src, dst, self.scheduler.now_ms):
+            at(at_ms, Delivery(dst, peer.incarnation, src, message))
 
     def inject(self, src: int, dst: int, message: Message) -> None:
         """A message that `src`'s algorithm never produced (a forgery of the byzantine nemesis), sent on

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from node.core.detector import FailureDetector, PeerState
 
@@ -219,3 +221,50 @@ def test_unknown_peer_is_a_local_bug_not_silently_tracked(peer_id: int) -> None:
     with pytest.raises(KeyError):
         detector.heard(peer_id, 0)
     assert detector.alive_count() == 0
+
+
+class _Reference:
+    """The detector's rules computed from scratch at every call, as the first version did: the kept
+    counters and cached deadline of `FailureDetector` must always agree with it."""
+
+    def __init__(self, timeout_ms: int) -> None:
+        self.timeout_ms = timeout_ms
+        self.heard_ms: dict[int, int] = {}
+        self.alive: set[int] = set()
+
+    def heard(self, peer_id: int, now_ms: int) -> bool:
+        self.heard_ms[peer_id] = now_ms
+        fresh = peer_id not in self.alive
+        self.alive.add(peer_id)
+        return fresh
+
+    def expire(self, now_ms: int) -> list[int]:
+        gone = sorted(p for p in self.alive if now_ms - self.heard_ms[p] >= self.timeout_ms)
+        self.alive -= set(gone)
+        return gone
+
+    def next_deadline_ms(self) -> int | None:
+        return min((self.heard_ms[p] + self.timeout_ms for p in self.alive), default=None)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["heard", "expire", "deadline"]), st.sampled_from(PEERS), st.integers(0, 400)
+        )
+    )
+)
+def test_kept_counts_and_deadline_match_a_recomputation(script: list[tuple[str, int, int]]) -> None:
+    detector = FailureDetector((5, 2, 3), failure_timeout_ms=TIMEOUT_MS)  # ids in any order
+    reference = _Reference(TIMEOUT_MS)
+    now_ms = 0
+    for op, peer_id, advance_ms in script:
+        now_ms += advance_ms * 10
+        if op == "heard":
+            assert detector.heard(peer_id, now_ms) == reference.heard(peer_id, now_ms)
+        elif op == "expire":
+            assert detector.expire(now_ms) == reference.expire(now_ms)  # in id order
+        else:
+            assert detector.next_deadline_ms() == reference.next_deadline_ms()
+        assert detector.alive_count() == len(reference.alive)
+    assert detector.peer_ids == frozenset(PEERS)

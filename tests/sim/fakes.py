@@ -77,6 +77,9 @@ class HeartbeatOnly:
             reachable=self.detector.alive_count() + 1,
         )
 
+    def role_view(self, now_ms: int) -> tuple[Role, int | None, int]:
+        return self.role, self.leader_id, self.state.epoch
+
 
 class SelfAppointed(HeartbeatOnly):
     """Leads whenever no higher id is alive in its detector: epochs persisted, but no quorum at all."""
@@ -146,3 +149,6 @@ class Probe:
             quorum_size=self.settings.quorum_size,
             reachable=1,
         )
+
+    def role_view(self, now_ms: int) -> tuple[Role, int | None, int]:
+        return self.role, self.leader_id, self.epoch
