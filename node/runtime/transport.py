@@ -56,6 +56,7 @@ from node.core.session import NONCE_BYTES, Acceptor, Connector, Keyring, Session
 from node.core.settings import Settings
 from node.runtime.config import Address
 from node.runtime.metrics import Metrics
+from node.runtime.trace import Trace
 
 RECV_CHUNK_BYTES = 64 * 1024
 # Errors that say "the peer process is not there" (as opposed to "slow" or "unknown"): worth a hint.
@@ -139,6 +140,7 @@ class PeerLink:
         rng: RandomSource,
         connector: Callable[[int], Connector],
         on_handshake_failed: Callable[[str, str], None] = lambda remote, reason: None,
+        trace: Trace | None = None,
     ) -> None:
         """`connector(peer_id)` starts a handshake (the current keyring, a fresh nonce)."""
         self.peer_id = peer_id
@@ -150,6 +152,7 @@ class PeerLink:
         self._rng = rng
         self._connector = connector
         self._on_handshake_failed = on_handshake_failed
+        self._trace = trace if trace is not None else Trace(0, "")
         self._queue: deque[tuple[int, str, bytes]] = deque()  # (enqueued at ms, message type, body)
         self._wake = gevent.event.Event()
         self._sending = False
@@ -185,6 +188,7 @@ class PeerLink:
                     (self.address.host, self.address.port), timeout=self._limits.connect_timeout_ms / 1000
                 )
             except OSError as exc:  # refused, timed out, unresolvable, ...
+                self._trace.mark("connect_failed", self.peer_id, exc.errno)
                 if _reports_unreachable(exc):
                     self._on_unreachable(self.peer_id, f"connect: {exc.strerror or exc}")
                 self.state = LinkState.BACKOFF
@@ -195,6 +199,7 @@ class PeerLink:
             self.state = LinkState.CONNECTED
             connected_ms = self._clock_ms()
             reason = self._serve(sock)
+            self._trace.mark("link_lost", self.peer_id, reason is not None)
             # A lost connection is news only if the peer's port is gone too: reconnect at once and let
             # a refused connect give the hint (a crashed process: ~1 ms later). A reset from a live peer
             # (a stale connection after a partition heals, an idle connection it closed) is no hint.
@@ -279,6 +284,7 @@ class PeerLink:
             finally:
                 self._sending = False
             self._metrics.messages_sent[msg_type] += 1
+            self._trace.mark("sent", msg_type, self.peer_id)
 
     def _watch(self, connection: _Connection) -> None:
         """Read the outbound socket only to see it die: EOF means the peer closed, an error means reset.
@@ -327,6 +333,7 @@ class Transport:
         on_unreachable: Callable[[int, str], None],
         on_rejected: Callable[[str, str], None],
         rng: RandomSource,
+        trace: Trace | None = None,
     ) -> None:
         """`deliver` may block (back-pressure on the sending peer); `on_rejected(remote, reason)` logs
         (and must rate-limit: a flood of connections calls it for each one)."""
@@ -338,6 +345,7 @@ class Transport:
         self._clock_ms = clock_ms
         self._deliver = deliver
         self._on_rejected = on_rejected
+        self._trace = trace if trace is not None else Trace(node_id, "")
         self._member_ids = frozenset(peers) - {node_id}
         self._unauthenticated: OrderedDict[_Inbound, None] = OrderedDict()  # oldest first
         self._per_source: Counter[str] = Counter()  # unauthenticated connections by source IP
@@ -353,6 +361,7 @@ class Transport:
                 rng=rng,
                 connector=self._new_connector,
                 on_handshake_failed=self._handshake_failed,
+                trace=self._trace,
             )
             for peer_id, address in sorted(peers.items())
             if peer_id != node_id
@@ -490,6 +499,7 @@ class Transport:
                     if entry.peer_id is None and acceptor.peer_id is not None:
                         self._promote(entry, acceptor.peer_id)
                     self._metrics.messages_received[message.type.value] += 1
+                    self._trace.mark("recv", message.type.value, message.sender, message.epoch)
                     self._deliver(message)
                 if entry.peer_id is None and acceptor.peer_id is not None:
                     self._promote(entry, acceptor.peer_id)
