@@ -59,6 +59,9 @@ from node.runtime.metrics import Metrics
 from node.runtime.trace import Trace
 
 RECV_CHUNK_BYTES = 64 * 1024
+# Reconnects without a pause after a connection was lost or reset (then the backoff), until a connection
+# lives for backoff_cap_ms or a connect is refused.
+RECONNECTS_AT_ONCE_MAX = 3
 # Errors that say "the peer process is not there" (as opposed to "slow" or "unknown"): worth a hint.
 _UNREACHABLE_ERRNOS = frozenset(
     {
@@ -180,7 +183,7 @@ class PeerLink:
 
     def _run(self) -> None:
         attempt = 0
-        retry_at_once = False
+        reconnects_at_once = 0  # since the last connection that lived, or the last refused connect
         while True:
             self.state = LinkState.CONNECTING
             try:
@@ -191,6 +194,7 @@ class PeerLink:
                 self._trace.mark("connect_failed", self.peer_id, exc.errno)
                 if _reports_unreachable(exc):
                     self._on_unreachable(self.peer_id, f"connect: {exc.strerror or exc}")
+                reconnects_at_once = 0
                 self.state = LinkState.BACKOFF
                 gevent.sleep(self._backoff_ms(attempt) / 1000)
                 attempt += 1
@@ -203,11 +207,14 @@ class PeerLink:
             # A lost connection is news only if the peer's port is gone too: reconnect at once and let
             # a refused connect give the hint (a crashed process: ~1 ms later). A reset from a live peer
             # (a stale connection after a partition heals, an idle connection it closed) is no hint.
-            lived_ms = self._clock_ms() - connected_ms
-            if reason is not None and (not retry_at_once or lived_ms >= self._limits.backoff_cap_ms):
-                retry_at_once = True
+            # While the kernel tears a killed process down, its listening socket may still accept the
+            # reconnect and reset it in the handshake: reconnect at once again, a few times, rather than
+            # give the hint a backoff later (a voter that still follows the dead leader refuses pre-votes).
+            if self._clock_ms() - connected_ms >= self._limits.backoff_cap_ms:
+                reconnects_at_once = 0  # it lived: its loss starts a new series
+            if reason is not None and reconnects_at_once < RECONNECTS_AT_ONCE_MAX:
+                reconnects_at_once += 1
                 continue
-            retry_at_once = False
             # A short pause otherwise: a peer that accepts and drops at once must not spin us.
             self.state = LinkState.BACKOFF
             gevent.sleep(self._backoff_ms(0) / 1000)
