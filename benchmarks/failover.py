@@ -165,7 +165,8 @@ class Run:
     stale_claim_lines: list[str] = field(default_factory=list)  # what they said, and what it logged
     signalled_ns: int = 0  # CLOCK_MONOTONIC just before the signal (the nodes' trace clock)
     observed_ns: int = 0  # the poll reply that completed the majority
-    milestones: dict[str, float | None] = field(default_factory=dict)  # --trace: ms after the signal
+    breakdown: dict[str, float] = field(default_factory=dict)  # --trace: the critical path, ms by kind
+    critical_path: list[str] = field(default_factory=list)  # --trace: its segments
 
 
 def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng: random.Random) -> Run:
@@ -218,14 +219,20 @@ def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng:
         observed_ns=int(at * 1e9),
     )
     if args.trace is not None:
-        marks = tracing.read_marks(
-            args.trace, MEMBERS, signalled_ns - 1_000_000, run.observed_ns + 20_000_000
+        marks = tracing.read_marks(args.trace, MEMBERS, signalled_ns, run.observed_ns + 20_000_000)
+        path = tracing.critical_path(
+            marks,
+            leader=new_leader,
+            epoch=new_epoch,
+            since_ns=signalled_ns,
+            observed_ns=run.observed_ns,
+            majority=MAJORITY,
         )
-        run.milestones = tracing.milestones(
-            marks, victim=victim, leader=new_leader, epoch=new_epoch, since_ns=signalled_ns, majority=MAJORITY
-        )
+        run.breakdown = tracing.breakdown(path)
+        run.critical_path = tracing.describe(path, signalled_ns)
         if args.timeline:
             print("\n".join(tracing.timeline(marks, signalled_ns)), flush=True)
+            print("  critical path:\n" + "\n".join(run.critical_path), flush=True)
     if scenario == "silent":
         resumed_wall = cluster.signal(victim, signal.SIGCONT)
         wait_until(lambda: cluster.agreed_leader() is not None, 60, "the resumed node to rejoin", 0.02)
@@ -296,7 +303,7 @@ def report_failover(runs: list[Run], args: argparse.Namespace) -> None:
     )
     if args.trace is not None:
         print("\nfrom the nodes' traces (--trace):\n")
-        print("\n".join(tracing.summary([r.milestones for r in runs])))
+        print("\n".join(tracing.summary([r.breakdown for r in runs if r.breakdown.get("total")])))
     if args.scenario == "silent":
         stale = [r.stale_claims_after_resume for r in runs]
         print(
@@ -323,7 +330,7 @@ def main() -> int:
         "--trace",
         type=Path,
         default=None,
-        help=f"a directory: the nodes write timing traces there ({TRACE_ENV}); prints milestones per step",
+        help=f"a directory for the nodes' timing traces ({TRACE_ENV}); prints the critical path by kind",
     )
     parser.add_argument("--timeline", action="store_true", help="with --trace: print each run's time line")
     args = parser.parse_args()

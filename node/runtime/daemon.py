@@ -429,8 +429,10 @@ class Daemon:
                 case Send(peer_id=peer_id, message=message):
                     if peer_id not in self.transport.links:
                         raise LocalProtocolError(f"algorithm sent to {peer_id}, which is not a peer")
+                    self.trace.mark("queue", message.type.value, peer_id)
                     self.transport.send(peer_id, message)
                 case Broadcast(message=message):
+                    self.trace.mark("queue", message.type.value, "*")
                     self.transport.broadcast(message)
                 case SetTimer(timer=timer, at_ms=at_ms):
                     self._timers[timer] = at_ms
