@@ -142,6 +142,14 @@ class _Walk:
             if cause.what == "sigterm":
                 self.segments.append(Segment("signal", "signal -> handler", self.since_ns, cause.at_ns, 0))
                 return
+            if cause.what == "timer" and cause.fields[0] == "heartbeat":
+                # A new leader's heartbeat overtook its COORDINATOR: walk on from its taking office.
+                office = self.last(node, cause, ("role",), "leader")
+                if office is None:
+                    return
+                self.add("timer", f"n{node} next heartbeat", office, cause)
+                effect = office
+                continue
             if cause.what == "timer":
                 self.segments.append(
                     Segment("timer", f"n{node} {cause.fields[0]} timer", self.since_ns, cause.at_ns, 0)

@@ -277,6 +277,7 @@ class PeerLink:
                 continue
             frame = connection.sender.seal(body)
             self._sending = True
+            self._trace.mark("sent", msg_type, self.peer_id)  # before: the peer may read it at once
             try:
                 with gevent.Timeout(self._limits.send_timeout_ms / 1000):
                     connection.sock.sendall(frame)
@@ -291,7 +292,6 @@ class PeerLink:
             finally:
                 self._sending = False
             self._metrics.messages_sent[msg_type] += 1
-            self._trace.mark("sent", msg_type, self.peer_id)
 
     def _watch(self, connection: _Connection) -> None:
         """Read the outbound socket only to see it die: EOF means the peer closed, an error means reset.
