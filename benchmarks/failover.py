@@ -8,6 +8,7 @@
     .venv/bin/python benchmarks/failover.py --algorithm bully --scenario initiator [--runs 5]
     .venv/bin/python benchmarks/failover.py --algorithm bully --scenario crash --hook /bin/true  # hook cost
     .venv/bin/python benchmarks/failover.py --algorithm bully --scenario switchover [--runs 20]
+    .venv/bin/python benchmarks/failover.py --algorithm bully --scenario graceful --trace DIR [--timeline]
 
 Timers default to the contract's (heartbeat 1 s, failure 3 s, election 5 s). Failover scenarios: the
 current leader gets SIGKILL (crash), SIGSTOP (silent: no connection is closed) or SIGTERM (graceful), or
@@ -24,6 +25,9 @@ the signal and once every survivor agrees; heartbeats excluded. The `initiator` 
 election with a single initiator: node 5 (the would-be leader) is down, nodes 1-4 start together and
 only the initiator has a short listen window (its heartbeat_interval is 100 ms, so it listens 200 ms
 instead of 2 s); best = the highest live id (4), worst = the lowest (1).
+
+With `--trace DIR` the nodes write timing traces (node/runtime/trace.py) and each run's critical path is
+summed by kind (benchmarks/tracing.py; docs/benchmarks.md, "Where a hand-off's time goes").
 
 This is a benchmark, not a test: it asserts nothing about time. It prints one line per run and a
 Markdown summary (min / median / p90 / max), and `--json PATH` keeps the raw numbers.
