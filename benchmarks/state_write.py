@@ -2,10 +2,10 @@
 
     .venv/bin/python benchmarks/state_write.py [--writes 200] [--dir DIR]
 
-`in place`: StateFile.save, the 512-byte record overwritten in place and fdatasync'ed (what a node does);
-`replace`: write_durably, temp file + fsync + rename + fsync of the directory (what it did before, and
-what it still does the first time). Both alternate, one write each in turn, 5 ms apart, in a temporary
-directory under --dir (default: the system's; put it on the filesystem of your state_dir).
+`replace`: StateFile.save, temp file + fsync + rename + fsync of the directory (what a node does);
+`in place`: the state as a 512-byte record overwritten in place and fdatasync'ed (a candidate, not adopted:
+with a single record a torn write loses both states; docs/benchmarks.md, "Where a hand-off's time goes").
+Both alternate, one write each in turn, 5 ms apart, in a temporary directory under --dir (default: the system's; put it on the filesystem of your state_dir).
 """
 
 from __future__ import annotations
@@ -22,7 +22,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.observer import p90
 from node.core.state import DurableState, dump_state
-from node.runtime.statefile import StateFile, state_record, write_durably
+from node.runtime.statefile import StateFile
+
+RECORD_BYTES = 512
+
+
+def state_record(data: bytes) -> bytes:
+    """`data` (one line of JSON) padded with spaces to RECORD_BYTES."""
+    return data.rstrip(b"\n").ljust(RECORD_BYTES - 1) + b"\n"
+
+
+def overwrite_in_place(path: Path, record: bytes) -> None:
+    """Write `record` over the start of `path` (created once) and fdatasync it: data only, no metadata."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if os.pwrite(fd, record, 0) != len(record):
+            raise OSError(f"short write to {path}")
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 def main() -> int:
@@ -32,17 +50,17 @@ def main() -> int:
     args = parser.parse_args()
     print(f"# load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        in_place = StateFile(Path(tmp))
-        replaced = Path(tmp) / "b.json"
+        replaced = StateFile(Path(tmp))
+        in_place = Path(tmp) / "record.json"
         times: dict[str, list[float]] = {"in place": [], "replace": []}
         for epoch in range(1, args.writes + 1):
             state = DurableState(epoch, 3)
             started = time.perf_counter()
-            in_place.save(state)
+            overwrite_in_place(in_place, state_record(dump_state(state)))
             times["in place"].append((time.perf_counter() - started) * 1000)
             time.sleep(0.005)
             started = time.perf_counter()
-            write_durably(replaced, state_record(dump_state(state)))
+            replaced.save(state)
             times["replace"].append((time.perf_counter() - started) * 1000)
             time.sleep(0.005)
     for name, values in times.items():
