@@ -5,7 +5,8 @@
 `replace`: StateFile.save, temp file + fsync + rename + fsync of the directory (what a node does);
 `in place`: the state as a 512-byte record overwritten in place and fdatasync'ed (a candidate, not adopted:
 with a single record a torn write loses both states; docs/benchmarks.md, "Where a hand-off's time goes").
-Both alternate, one write each in turn, 5 ms apart, in a temporary directory under --dir (default: the system's; put it on the filesystem of your state_dir).
+Both alternate, one write each in turn, 5 ms apart, in a temporary directory under --dir (default: the
+system's; put it on the filesystem of your state_dir).
 """
 
 from __future__ import annotations
