@@ -8,6 +8,7 @@
     .venv/bin/python benchmarks/failover.py --algorithm bully --scenario initiator [--runs 5]
     .venv/bin/python benchmarks/failover.py --algorithm bully --scenario crash --hook /bin/true  # hook cost
     .venv/bin/python benchmarks/failover.py --algorithm bully --scenario switchover [--runs 20]
+    .venv/bin/python benchmarks/failover.py --algorithm bully --scenario graceful --trace DIR [--timeline]
 
 Timers default to the contract's (heartbeat 1 s, failure 3 s, election 5 s). Failover scenarios: the
 current leader gets SIGKILL (crash), SIGSTOP (silent: no connection is closed) or SIGTERM (graceful), or
@@ -24,6 +25,9 @@ the signal and once every survivor agrees; heartbeats excluded. The `initiator` 
 election with a single initiator: node 5 (the would-be leader) is down, nodes 1-4 start together and
 only the initiator has a short listen window (its heartbeat_interval is 100 ms, so it listens 200 ms
 instead of 2 s); best = the highest live id (4), worst = the lowest (1).
+
+With `--trace DIR` the nodes write timing traces (node/runtime/trace.py) and each run's critical path is
+summed by kind (benchmarks/tracing.py; docs/benchmarks.md, "Where a hand-off's time goes").
 
 This is a benchmark, not a test: it asserts nothing about time. It prints one line per run and a
 Markdown summary (min / median / p90 / max), and `--json PATH` keeps the raw numbers.
@@ -49,9 +53,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import tracing
 from benchmarks.observer import KeepAliveHttp, Observation, Poller, majority_at, summary_row
 from node.control import ask
 from node.core.durations import duration_s
+from node.runtime.trace import TRACE_ENV
 from tests.runtime.cluster import Cluster, unwind_on_sigterm, wait_until  # needs the repository root
 
 MEMBERS = (1, 2, 3, 4, 5)
@@ -161,6 +167,10 @@ class Run:
     messages: dict[str, int] = field(default_factory=dict)  # by type, heartbeats excluded
     stale_claims_after_resume: int = 0  # silent only: peers rejecting the resumed leader's old epoch
     stale_claim_lines: list[str] = field(default_factory=list)  # what they said, and what it logged
+    signalled_ns: int = 0  # CLOCK_MONOTONIC just before the signal (the nodes' trace clock)
+    observed_ns: int = 0  # the poll reply that completed the majority
+    breakdown: dict[str, float] = field(default_factory=dict)  # --trace: the critical path, ms by kind
+    critical_path: list[str] = field(default_factory=list)  # --trace: its segments
 
 
 def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng: random.Random) -> Run:
@@ -176,7 +186,8 @@ def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng:
     for poller in pollers:
         poller.first_reply.wait(5)
     signalled_wall = datetime.now().astimezone()
-    signalled = time.monotonic()
+    signalled_ns = time.monotonic_ns()
+    signalled = signalled_ns / 1e9
     if scenario == "switchover":  # `leaderctl switchover` on the leader's host: its control socket
         reply = ask(str(cluster.nodes[victim].control_socket), {"op": "switchover"}, 5.0)
         assert reply.get("ok"), reply
@@ -208,7 +219,24 @@ def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng:
         log_ms=log_majority_ms(cluster, survivors, new_leader, signalled_wall),
         polls=sum(p.polls for p in pollers),
         messages=dict(messages),
+        signalled_ns=signalled_ns,
+        observed_ns=int(at * 1e9),
     )
+    if args.trace is not None:
+        marks = tracing.read_marks(args.trace, MEMBERS, signalled_ns, run.observed_ns + 20_000_000)
+        path = tracing.critical_path(
+            marks,
+            leader=new_leader,
+            epoch=new_epoch,
+            since_ns=signalled_ns,
+            observed_ns=run.observed_ns,
+            majority=MAJORITY,
+        )
+        run.breakdown = tracing.breakdown(path)
+        run.critical_path = tracing.describe(path, signalled_ns)
+        if args.timeline:
+            print("\n".join(tracing.timeline(marks, signalled_ns)), flush=True)
+            print("  critical path:\n" + "\n".join(run.critical_path), flush=True)
     if scenario == "silent":
         resumed_wall = cluster.signal(victim, signal.SIGCONT)
         wait_until(lambda: cluster.agreed_leader() is not None, 60, "the resumed node to rejoin", 0.02)
@@ -277,6 +305,9 @@ def report_failover(runs: list[Run], args: argparse.Namespace) -> None:
         "\nmean messages per failover by type: "
         + ", ".join(f"{t} {n / len(runs):.1f}" for t, n in sorted(by_type.items()))
     )
+    if args.trace is not None:
+        print("\nfrom the nodes' traces (--trace):\n")
+        print("\n".join(tracing.summary([r.breakdown for r in runs if r.breakdown.get("total")])))
     if args.scenario == "silent":
         stale = [r.stale_claims_after_resume for r in runs]
         print(
@@ -299,7 +330,17 @@ def main() -> int:
     parser.add_argument(
         "--hook", type=Path, default=None, help="an executable every node runs as [hooks] on_role_change"
     )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        help=f"a directory for the nodes' timing traces ({TRACE_ENV}); prints the critical path by kind",
+    )
+    parser.add_argument("--timeline", action="store_true", help="with --trace: print each run's time line")
     args = parser.parse_args()
+    if args.trace is not None:
+        args.trace.mkdir(parents=True, exist_ok=True)
+        os.environ[TRACE_ENV] = str(args.trace.resolve())  # inherited by every node the cluster starts
     for value in (args.heartbeat, args.failure_timeout, args.election_timeout):
         seconds(value)
     rng = random.Random(args.seed)

@@ -68,6 +68,7 @@ from node.runtime.journal import Journal, LineBudget, RateLimiter
 from node.runtime.metrics import ELECTION_STARTED_EVENT, Metrics
 from node.runtime.sdnotify import Notifier
 from node.runtime.statefile import StateFile
+from node.runtime.trace import Trace
 from node.runtime.transport import Transport, TransportLimits
 from node.version import package_version
 
@@ -158,6 +159,7 @@ class Daemon:
         self.journal = journal
         self.notifier = notifier
         self.metrics = Metrics()
+        self.trace = Trace(config.node_id)
         self.hooks = HookRunner(config.node_id, config.hooks, journal)
         self.state_file = StateFile(config.state_dir)
         self._state_lock_fd = self.state_file.lock()  # held for the life of the process
@@ -202,6 +204,7 @@ class Daemon:
             on_unreachable=self._peer_unreachable,
             on_rejected=self._frame_rejected,
             rng=rng,
+            trace=self.trace,
         )
         self.http = make_http_server(config.http_listen, StatusApp(self.view, config.peers, self.metrics))
         self._critical: list[gevent.Greenlet] = []
@@ -346,6 +349,7 @@ class Daemon:
     def _request_shutdown(self) -> None:
         """SIGTERM/SIGINT handler (in its own greenlet): only records the wish and wakes the dispatcher."""
         self._shutdown_requested = True
+        self.trace.mark("sigterm")
         # A full inbox means the dispatcher is busy; it checks the flag before its next item anyway.
         with contextlib.suppress(gevent.queue.Full):
             self._inbox.put_nowait(_WAKE)
@@ -363,6 +367,7 @@ class Daemon:
         self.gate.stop()
         self.health.stop()
         self.transport.flush(SHUTDOWN_FLUSH_MS)
+        self.trace.mark("flushed")
         self.hooks.stop(self.view().epoch)  # the `stopped` run, after the hand-off
         self._exit_code.set(0)
 
@@ -387,8 +392,11 @@ class Daemon:
             except gevent.queue.Empty:
                 item = None
             if isinstance(item, Message):
+                self.trace.mark("step", item.type.value, item.sender, item.epoch)
                 self._step(MessageReceived(monotonic_ms(), item))
+                self.trace.mark("stepped")
             elif isinstance(item, _Unreachable):
+                self.trace.mark("step", "UNREACHABLE", item.peer_id)
                 self._step(PeerUnreachable(monotonic_ms(), item.peer_id))
             elif isinstance(item, _Call):
                 item.run()
@@ -406,8 +414,9 @@ class Daemon:
             due = [(at_ms, timer) for timer, at_ms in self._timers.items() if at_ms <= now_ms]
             if not due:
                 return
-            _, timer = min(due)
+            at_ms, timer = min(due)
             del self._timers[timer]  # fired timers are disarmed; the algorithm re-arms what it wants
+            self.trace.mark("timer", timer.value, now_ms - at_ms)
             self._step(TimerFired(now_ms, timer))
 
     def _step(self, event: Event) -> None:
@@ -420,17 +429,22 @@ class Daemon:
                 case Send(peer_id=peer_id, message=message):
                     if peer_id not in self.transport.links:
                         raise LocalProtocolError(f"algorithm sent to {peer_id}, which is not a peer")
+                    self.trace.mark("queue", message.type.value, peer_id)
                     self.transport.send(peer_id, message)
                 case Broadcast(message=message):
+                    self.trace.mark("queue", message.type.value, "*")
                     self.transport.broadcast(message)
                 case SetTimer(timer=timer, at_ms=at_ms):
                     self._timers[timer] = at_ms
                 case CancelTimer(timer=timer):
                     self._timers.pop(timer, None)
                 case Persist(state=state):
+                    self.trace.mark("persist", state.epoch, state.voted_for)
                     self.state_file.save(state)  # OSError kills the dispatcher: no send may follow
                     self.metrics.state_writes_total += 1
+                    self.trace.mark("persisted", state.epoch)
                 case RoleChanged(role=role, leader_id=leader_id, epoch=epoch):
+                    self.trace.mark("role", role.value, leader_id, epoch)
                     self.metrics.role_changed(action)
                     self.notifier.status(status_line(role.value, leader_id, epoch))
                     self.hooks.role_changed(role.value, epoch, leader_id)

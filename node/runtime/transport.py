@@ -56,8 +56,12 @@ from node.core.session import NONCE_BYTES, Acceptor, Connector, Keyring, Session
 from node.core.settings import Settings
 from node.runtime.config import Address
 from node.runtime.metrics import Metrics
+from node.runtime.trace import Trace
 
 RECV_CHUNK_BYTES = 64 * 1024
+# Reconnects without a pause after a connection was lost or reset (then the backoff), until a connection
+# lives for backoff_cap_ms or a connect is refused.
+RECONNECTS_AT_ONCE_MAX = 3
 # Errors that say "the peer process is not there" (as opposed to "slow" or "unknown"): worth a hint.
 _UNREACHABLE_ERRNOS = frozenset(
     {
@@ -139,6 +143,7 @@ class PeerLink:
         rng: RandomSource,
         connector: Callable[[int], Connector],
         on_handshake_failed: Callable[[str, str], None] = lambda remote, reason: None,
+        trace: Trace | None = None,
     ) -> None:
         """`connector(peer_id)` starts a handshake (the current keyring, a fresh nonce)."""
         self.peer_id = peer_id
@@ -150,6 +155,7 @@ class PeerLink:
         self._rng = rng
         self._connector = connector
         self._on_handshake_failed = on_handshake_failed
+        self._trace = trace if trace is not None else Trace(0, "")
         self._queue: deque[tuple[int, str, bytes]] = deque()  # (enqueued at ms, message type, body)
         self._wake = gevent.event.Event()
         self._sending = False
@@ -177,7 +183,7 @@ class PeerLink:
 
     def _run(self) -> None:
         attempt = 0
-        retry_at_once = False
+        reconnects_at_once = 0  # since the last connection that lived, or the last refused connect
         while True:
             self.state = LinkState.CONNECTING
             try:
@@ -185,8 +191,10 @@ class PeerLink:
                     (self.address.host, self.address.port), timeout=self._limits.connect_timeout_ms / 1000
                 )
             except OSError as exc:  # refused, timed out, unresolvable, ...
+                self._trace.mark("connect_failed", self.peer_id, exc.errno)
                 if _reports_unreachable(exc):
                     self._on_unreachable(self.peer_id, f"connect: {exc.strerror or exc}")
+                reconnects_at_once = 0
                 self.state = LinkState.BACKOFF
                 gevent.sleep(self._backoff_ms(attempt) / 1000)
                 attempt += 1
@@ -195,14 +203,18 @@ class PeerLink:
             self.state = LinkState.CONNECTED
             connected_ms = self._clock_ms()
             reason = self._serve(sock)
+            self._trace.mark("link_lost", self.peer_id, reason is not None)
             # A lost connection is news only if the peer's port is gone too: reconnect at once and let
             # a refused connect give the hint (a crashed process: ~1 ms later). A reset from a live peer
             # (a stale connection after a partition heals, an idle connection it closed) is no hint.
-            lived_ms = self._clock_ms() - connected_ms
-            if reason is not None and (not retry_at_once or lived_ms >= self._limits.backoff_cap_ms):
-                retry_at_once = True
+            # While the kernel tears a killed process down, its listening socket may still accept the
+            # reconnect and reset it in the handshake: reconnect at once again, a few times, rather than
+            # give the hint a backoff later (a voter that still follows the dead leader refuses pre-votes).
+            if self._clock_ms() - connected_ms >= self._limits.backoff_cap_ms:
+                reconnects_at_once = 0  # it lived: its loss starts a new series
+            if reason is not None and reconnects_at_once < RECONNECTS_AT_ONCE_MAX:
+                reconnects_at_once += 1
                 continue
-            retry_at_once = False
             # A short pause otherwise: a peer that accepts and drops at once must not spin us.
             self.state = LinkState.BACKOFF
             gevent.sleep(self._backoff_ms(0) / 1000)
@@ -265,6 +277,7 @@ class PeerLink:
                 continue
             frame = connection.sender.seal(body)
             self._sending = True
+            self._trace.mark("sent", msg_type, self.peer_id)  # before: the peer may read it at once
             try:
                 with gevent.Timeout(self._limits.send_timeout_ms / 1000):
                     connection.sock.sendall(frame)
@@ -327,6 +340,7 @@ class Transport:
         on_unreachable: Callable[[int, str], None],
         on_rejected: Callable[[str, str], None],
         rng: RandomSource,
+        trace: Trace | None = None,
     ) -> None:
         """`deliver` may block (back-pressure on the sending peer); `on_rejected(remote, reason)` logs
         (and must rate-limit: a flood of connections calls it for each one)."""
@@ -338,6 +352,7 @@ class Transport:
         self._clock_ms = clock_ms
         self._deliver = deliver
         self._on_rejected = on_rejected
+        self._trace = trace if trace is not None else Trace(node_id, "")
         self._member_ids = frozenset(peers) - {node_id}
         self._unauthenticated: OrderedDict[_Inbound, None] = OrderedDict()  # oldest first
         self._per_source: Counter[str] = Counter()  # unauthenticated connections by source IP
@@ -353,6 +368,7 @@ class Transport:
                 rng=rng,
                 connector=self._new_connector,
                 on_handshake_failed=self._handshake_failed,
+                trace=self._trace,
             )
             for peer_id, address in sorted(peers.items())
             if peer_id != node_id
@@ -490,6 +506,7 @@ class Transport:
                     if entry.peer_id is None and acceptor.peer_id is not None:
                         self._promote(entry, acceptor.peer_id)
                     self._metrics.messages_received[message.type.value] += 1
+                    self._trace.mark("recv", message.type.value, message.sender, message.epoch)
                     self._deliver(message)
                 if entry.peer_id is None and acceptor.peer_id is not None:
                     self._promote(entry, acceptor.peer_id)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import random
+import socket
+import struct
 from dataclasses import replace
 from typing import Any
+
+import gevent
+from gevent import socket as gsocket
 
 from node.core.actions import Role, RoleChanged
 from node.core.detector import PeerState
@@ -15,7 +20,7 @@ from node.core.view import NodeView, PeerView
 from node.runtime.config import Address
 from node.runtime.http import StatusApp
 from node.runtime.metrics import Metrics
-from node.runtime.transport import PeerLink, TransportLimits
+from node.runtime.transport import RECONNECTS_AT_ONCE_MAX, LinkState, PeerLink, TransportLimits
 from node.version import package_version
 
 from .cluster import parse_metrics
@@ -155,14 +160,20 @@ def test_load_balancer_methods_answer_like_get() -> None:
         assert call(app, "/metrics", method)[0] == "200 OK"
 
 
-def make_link(limits: TransportLimits, metrics: Metrics, now_ms: list[int]) -> PeerLink:
+def make_link(
+    limits: TransportLimits,
+    metrics: Metrics,
+    now_ms: list[int],
+    port: int = 9,
+    hints: list[str] | None = None,
+) -> PeerLink:
     return PeerLink(
         peer_id=2,
-        address=Address("127.0.0.1", 9),
+        address=Address("127.0.0.1", port),
         limits=limits,
         metrics=metrics,
         clock_ms=lambda: now_ms[0],
-        on_unreachable=lambda peer_id, reason: None,
+        on_unreachable=lambda peer_id, reason: None if hints is None else hints.append(reason),
         rng=random.Random(1),
         connector=lambda peer_id: Connector(
             cluster="test",
@@ -210,3 +221,62 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
         delay_ms = link._backoff_ms(attempt)
         ceiling_ms = min(limits.backoff_cap_ms, limits.backoff_base_ms * 2**attempt)
         assert ceiling_ms / 2 <= delay_ms <= ceiling_ms
+
+
+def _reset(conn: Any) -> None:
+    """Close with an RST, as the kernel does to a connection of a killed process that holds unread data."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+def test_a_killed_peers_resets_are_retried_at_once_then_its_refusal_is_the_hint() -> None:
+    """While the kernel tears a killed peer down, its listener may still accept a reconnect and reset it in
+    the handshake: the link reconnects at once (a few times) and the refused connect that follows is the
+    hint, not a backoff later. A peer that keeps resetting gets the backoff."""
+    limits = replace(
+        TransportLimits.from_settings(Settings(node_id=1, member_ids=(1, 2))),
+        backoff_base_ms=60_000,
+        backoff_cap_ms=60_000,  # a backoff would outlast the test
+    )
+    listener = gsocket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    hints: list[str] = []
+    link = make_link(limits, Metrics(), [0], port=port, hints=hints)
+    link.start()
+    try:
+        with gevent.Timeout(5):
+            for _ in range(2):  # the connection lost, then a reconnect the dying listener still took
+                _reset(listener.accept()[0])
+            listener.close()  # the process is gone: the next connect is refused
+            while not hints:
+                gevent.sleep(0.01)
+        assert "refused" in hints[0]
+    finally:
+        link.greenlet.kill()
+        listener.close()
+
+
+def test_a_peer_that_keeps_resetting_gets_the_backoff() -> None:
+    limits = replace(
+        TransportLimits.from_settings(Settings(node_id=1, member_ids=(1, 2))),
+        backoff_base_ms=60_000,
+        backoff_cap_ms=60_000,
+    )
+    listener = gsocket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    link = make_link(limits, Metrics(), [0], port=listener.getsockname()[1])
+    link.start()
+    try:
+        with gevent.Timeout(5):
+            for _ in range(1 + RECONNECTS_AT_ONCE_MAX):  # the first connection and the reconnects at once
+                _reset(listener.accept()[0])
+        with gevent.Timeout(0.5, False):
+            listener.accept()
+            raise AssertionError("reconnected without a pause after its reconnects at once")
+        assert link.state is LinkState.BACKOFF
+    finally:
+        link.greenlet.kill()
+        listener.close()
