@@ -1,6 +1,6 @@
-"""Failover time and messages per election on a 5-node loopback cluster of real processes.
+"""Failover time and messages per election on a loopback cluster of real processes (5 nodes unless --nodes).
 
-    .venv/bin/python benchmarks/failover.py --algorithm bully --scenario crash    [--runs 20]
+    .venv/bin/python benchmarks/failover.py --algorithm bully --scenario crash    [--runs 20] [--nodes 5]
     .venv/bin/python benchmarks/failover.py --algorithm bully --scenario silent   [--runs 20]
     .venv/bin/python benchmarks/failover.py --algorithm bully --scenario graceful [--runs 20]
     .venv/bin/python benchmarks/failover.py --algorithm bully --scenario silent \\
@@ -14,17 +14,20 @@ Timers default to the contract's (heartbeat 1 s, failure 3 s, election 5 s). Fai
 current leader gets SIGKILL (crash), SIGSTOP (silent: no connection is closed) or SIGTERM (graceful), or
 is asked to hand off through its control socket (switchover, as `leaderctl switchover`: it stays);
 one thread per surviving node polls its GET /status every 5 ms (benchmarks/observer.py), and a run's
-time is from just before the signal until a majority of the cluster (3 of 5) reports the same new leader
-under a higher epoch (the time of the poll reply that completed the majority). The same moment is also
-read from the nodes' own event lines (`became_leader`/`leader_accepted`, wall clock) for comparison.
+time is from just before the signal until a majority of the cluster (N//2 + 1: 3 of 5) reports the same
+new leader under a higher epoch (the time of the poll reply that completed the majority). The same moment
+is also read from the nodes' own event lines (`became_leader`/`leader_accepted`, wall clock) for
+comparison. With --nodes N above 5 the poll interval grows to 5 ms x (N-1)/4 unless --poll-ms is given,
+so that the observer sends the same 800 requests per second in all (at 51 nodes every 62.5 ms: the event
+lines are then the finer measure).
 After each run the victim is brought back (restart, or SIGCONT) and the cluster settles; the next run
 waits a random fraction of a heartbeat so that signals land at every heartbeat phase.
 
 Messages: `leader_node_messages_sent_total` by type from every surviving node's /metrics, summed, before
 the signal and once every survivor agrees; heartbeats excluded. The `initiator` scenario measures one
-election with a single initiator: node 5 (the would-be leader) is down, nodes 1-4 start together and
+election with a single initiator: node N (the would-be leader) is down, nodes 1..N-1 start together and
 only the initiator has a short listen window (its heartbeat_interval is 100 ms, so it listens 200 ms
-instead of 2 s); best = the highest live id (4), worst = the lowest (1).
+instead of 2 s); best = the highest live id (N-1), worst = the lowest (1).
 
 With `--trace DIR` the nodes write timing traces (node/runtime/trace.py) and each run's critical path is
 summed by kind (benchmarks/tracing.py; docs/benchmarks.md, "Where a hand-off's time goes").
@@ -54,15 +57,35 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import tracing
-from benchmarks.observer import KeepAliveHttp, Observation, Poller, majority_at, summary_row
+from benchmarks.observer import (
+    KeepAliveHttp,
+    Observation,
+    Poller,
+    load_averages,
+    majority_at,
+    summary_row,
+)
 from node.control import ask
 from node.core.durations import duration_s
 from node.runtime.trace import TRACE_ENV
 from tests.runtime.cluster import Cluster, unwind_on_sigterm, wait_until  # needs the repository root
 
-MEMBERS = (1, 2, 3, 4, 5)
-MAJORITY = 3
 SIGNALS = {"crash": signal.SIGKILL, "silent": signal.SIGSTOP, "graceful": signal.SIGTERM}
+
+
+def majority_of(members: int) -> int:
+    return members // 2 + 1
+
+
+def default_poll_ms(members: int) -> float:
+    """5 ms at 5 members; above, the same total rate of polls (800/s) spread over the survivors."""
+    return 5.0 * max(1.0, (members - 1) / 4)
+
+
+def start_timeout_s(members: int) -> float:
+    """How long a whole cluster may take to start and elect: on 2 cores, 51 interpreters importing
+    gevent at once take tens of seconds before the first election."""
+    return 60.0 + 4.0 * members
 
 
 def seconds(duration: str) -> float:
@@ -90,7 +113,7 @@ def status_poller(node_id: int, port: int, interval_s: float) -> Poller:
 def new_cluster(directory: Path, args: argparse.Namespace, per_node: dict[int, str] | None = None) -> Cluster:
     cluster = Cluster(
         directory,
-        MEMBERS,
+        range(1, args.nodes + 1),
         heartbeat_interval=args.heartbeat,
         failure_timeout=args.failure_timeout,
         election_timeout=args.election_timeout,
@@ -110,7 +133,7 @@ def new_cluster(directory: Path, args: argparse.Namespace, per_node: dict[int, s
 
 
 def settled(cluster: Cluster) -> tuple[int, int] | None:
-    """(leader, epoch) once all five agree, every node holds every peer alive and eligible (a node that
+    """(leader, epoch) once all nodes agree, every node holds every peer alive and eligible (a node that
     handed off is held off for election_timeout: a switchover right after would find no successor)."""
     statuses = cluster.statuses()
     if any(
@@ -138,7 +161,8 @@ def ms_since(start: datetime, end: datetime) -> float:
 def log_majority_ms(
     cluster: Cluster, node_ids: tuple[int, ...], leader: int, since: datetime
 ) -> float | None:
-    """From the nodes' own event lines: when the MAJORITY-th node took `leader` on (ms after `since`)."""
+    """From the nodes' own event lines: when the majority-th node took `leader` on (ms after `since`)."""
+    majority = majority_of(len(cluster.nodes))
     times = []
     for node_id in node_ids:
         for event in cluster.events(node_id, since=since):
@@ -148,7 +172,7 @@ def log_majority_ms(
                 times.append(event["ts"])
                 break
     times.sort()
-    return (times[MAJORITY - 1] - since).total_seconds() * 1000 if len(times) >= MAJORITY else None
+    return (times[majority - 1] - since).total_seconds() * 1000 if len(times) >= majority else None
 
 
 # ------------------------------------------------------------------------------------------ scenarios
@@ -164,6 +188,7 @@ class Run:
     failover_ms: float  # polled: signal -> majority reports the new leader
     log_ms: float | None  # the same from the event lines
     polls: int
+    poll_period_ms: float  # the mean time between two replies of one survivor's poller
     messages: dict[str, int] = field(default_factory=dict)  # by type, heartbeats excluded
     stale_claims_after_resume: int = 0  # silent only: peers rejecting the resumed leader's old epoch
     stale_claim_lines: list[str] = field(default_factory=list)  # what they said, and what it logged
@@ -174,11 +199,13 @@ class Run:
 
 
 def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng: random.Random) -> Run:
-    old = wait_until(lambda: settled(cluster), 120, "the cluster to settle", interval_s=0.05)
+    old = wait_until(
+        lambda: settled(cluster), start_timeout_s(len(cluster.nodes)), "the cluster to settle", 0.05
+    )
     assert old is not None  # wait_until returns only a truthy result
     time.sleep(rng.uniform(0, seconds(args.heartbeat)))  # a benchmark may sleep: a random signal phase
     victim, victim_epoch = old
-    survivors = tuple(i for i in MEMBERS if i != victim)
+    survivors = tuple(i for i in cluster.nodes if i != victim)
     before = sent_by_type(cluster, survivors)
     pollers = [status_poller(i, cluster.nodes[i].http_port, args.poll_ms / 1000) for i in survivors]
     for poller in pollers:
@@ -195,7 +222,7 @@ def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng:
         cluster.signal(victim, SIGNALS[scenario])
     try:
         found = wait_until(
-            lambda: majority_at(pollers, old, signalled, MAJORITY),
+            lambda: majority_at(pollers, old, signalled, majority_of(len(cluster.nodes))),
             args.timeout_s,
             "a majority on a new leader",
             0.002,
@@ -218,19 +245,22 @@ def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng:
         failover_ms=(at - signalled) * 1000,
         log_ms=log_majority_ms(cluster, survivors, new_leader, signalled_wall),
         polls=sum(p.polls for p in pollers),
+        poll_period_ms=sum(p.period_ms for p in pollers) / len(pollers),
         messages=dict(messages),
         signalled_ns=signalled_ns,
         observed_ns=int(at * 1e9),
     )
     if args.trace is not None:
-        marks = tracing.read_marks(args.trace, MEMBERS, signalled_ns, run.observed_ns + 20_000_000)
+        marks = tracing.read_marks(
+            args.trace, tuple(cluster.nodes), signalled_ns, run.observed_ns + 20_000_000
+        )
         path = tracing.critical_path(
             marks,
             leader=new_leader,
             epoch=new_epoch,
             since_ns=signalled_ns,
             observed_ns=run.observed_ns,
-            majority=MAJORITY,
+            majority=majority_of(len(cluster.nodes)),
         )
         run.breakdown = tracing.breakdown(path)
         run.critical_path = tracing.describe(path, signalled_ns)
@@ -265,10 +295,10 @@ def failover_run(cluster: Cluster, scenario: str, args: argparse.Namespace, rng:
 
 def initiator_run(directory: Path, args: argparse.Namespace, initiator: int) -> dict[str, Any]:
     cluster = new_cluster(directory, args, per_node={initiator: "100ms"})
-    live = (1, 2, 3, 4)  # node 5 stays down: the leader that died
+    live = tuple(range(1, args.nodes))  # node N stays down: the leader that died
     try:
         cluster.start(*live)
-        leader, epoch = cluster.wait_leader(live, timeout_s=60)
+        leader, epoch = cluster.wait_leader(live, timeout_s=start_timeout_s(args.nodes))
         started = [e for n in live for e in cluster.events(n, "election_started")]
         first = min(started, key=lambda e: e["ts"])
         messages = sent_by_type(cluster, live)
@@ -320,10 +350,11 @@ def main() -> int:
     parser.add_argument("--algorithm", choices=("bully", "ring"), default="bully")
     parser.add_argument("--scenario", choices=(*SIGNALS, "switchover", "initiator"), required=True)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--nodes", type=int, default=5, help="cluster size (3 or more)")
     parser.add_argument("--heartbeat", default="1s")
     parser.add_argument("--failure-timeout", default="3s")
     parser.add_argument("--election-timeout", default="5s")
-    parser.add_argument("--poll-ms", type=float, default=5.0)
+    parser.add_argument("--poll-ms", type=float, default=None, help="default 5 x max(1, (N-1)/4)")
     parser.add_argument("--timeout-s", type=float, default=60.0, help="give up on one run after this")
     parser.add_argument("--seed", type=int, default=None, help="for the random signal phases")
     parser.add_argument("--json", type=Path, default=None, help="write the raw runs here")
@@ -341,31 +372,35 @@ def main() -> int:
     if args.trace is not None:
         args.trace.mkdir(parents=True, exist_ok=True)
         os.environ[TRACE_ENV] = str(args.trace.resolve())  # inherited by every node the cluster starts
+    if args.nodes < 3:
+        parser.error("--nodes must be at least 3 (a failover needs a majority of survivors)")
+    if args.poll_ms is None:
+        args.poll_ms = default_poll_ms(args.nodes)
     for value in (args.heartbeat, args.failure_timeout, args.election_timeout):
         seconds(value)
     rng = random.Random(args.seed)
     print(
-        f"# {args.algorithm} {args.scenario}: heartbeat {args.heartbeat}, failure {args.failure_timeout}, "
-        f"election {args.election_timeout}, poll {args.poll_ms} ms"
+        f"# {args.algorithm} {args.scenario}, {args.nodes} nodes: heartbeat {args.heartbeat}, "
+        f"failure {args.failure_timeout}, election {args.election_timeout}, poll {args.poll_ms} ms"
         f"{f', hook {args.hook}' if args.hook else ''}; {platform.platform()}, "
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {load_averages()}"
     )
     raw: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="leader-node-failover-") as tmp:
         if args.scenario == "initiator":
             for i in range(args.runs):
-                for initiator in (4, 1):
+                for initiator in (args.nodes - 1, 1):
                     result = initiator_run(Path(tmp) / f"run{i}-{initiator}", args, initiator)
                     raw.append(result)
                     print(json.dumps(result, sort_keys=True), flush=True)
-            for initiator in (4, 1):
+            for initiator in (args.nodes - 1, 1):
                 totals = [r["total"] for r in raw if r["initiator"] == initiator]
                 print(f"initiator {initiator}: total messages per election {sorted(totals)}")
         else:
             cluster = new_cluster(Path(tmp), args)
             try:
                 cluster.start()
-                cluster.wait_leader(timeout_s=120)
+                cluster.wait_leader(timeout_s=start_timeout_s(args.nodes))
                 runs = []
                 for i in range(args.runs):
                     run = failover_run(cluster, args.scenario, args, rng)
@@ -375,7 +410,8 @@ def main() -> int:
                         f"run {i + 1:>2}: {run.failover_ms:7.1f} ms polled, "
                         f"{'-' if run.log_ms is None else f'{run.log_ms:7.1f}'} ms logged; leader "
                         f"{run.victim}@{run.victim_epoch} -> {run.new_leader}@{run.new_epoch}; "
-                        f"{sum(run.messages.values())} messages {run.messages}"
+                        f"{sum(run.messages.values())} messages {run.messages}; "
+                        f"poll period {run.poll_period_ms:.1f} ms"
                         + (
                             f"; stale claims {run.stale_claims_after_resume}"
                             if args.scenario == "silent"
@@ -388,7 +424,7 @@ def main() -> int:
                 report_failover(runs, args)
             finally:
                 cluster.close()
-    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    print(f"load average at the end: {load_averages()}")
     if args.json is not None:
         args.json.write_text(json.dumps(raw, indent=1, sort_keys=True, default=str))
     return 0

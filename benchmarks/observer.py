@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import socket
 import statistics
 import threading
@@ -151,6 +152,11 @@ def majority_at(pollers: list[Poller], old: View, since: float, majority: int) -
             if count >= majority:
                 return t, view
     return None
+
+
+def load_averages() -> str:
+    """The 1, 5 and 15 minute load averages, as `uptime` prints them: figures mean little at a high load."""
+    return ", ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 def p90(values: list[float]) -> float:

@@ -86,7 +86,7 @@ def main(argv: list[str], out: TextIO | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         if not 1 <= args.nodes <= NODE_COUNT_MAX:
-            raise UsageError(f"--nodes must lie in [1, {NODE_COUNT_MAX}]")
+            raise UsageError(f"--nodes must lie in [1, {NODE_COUNT_MAX}], got {args.nodes}")
         if not 1 <= args.seeds <= SEEDS_MAX or args.seed < 0:
             raise UsageError(f"--seeds must lie in [1, {SEEDS_MAX}] and --seed must be >= 0")
         if args.trace and args.seeds != 1:

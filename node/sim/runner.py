@@ -43,8 +43,15 @@ from node.sim.scheduler import SchedulerFullError
 from node.sim.trace import HistoryOverflowError, Trace
 from node.sim.world import AlgorithmFactory, SimulationLimitError, World
 
-NODE_COUNT_MAX = 15
-MAX_EVENTS_PER_RUN = 300_000  # ~100x a healthy 7-node run: a message storm ends the run as a failure
+# One seed at 51 nodes takes about 7 s of one core (15 nodes: 1 s; 101 nodes: 80 s, too slow to sweep):
+# every node heartbeats every other, so a virtual second holds ~N(N-1) steps, and the core's failure
+# detector scans all N peers in each step (docs/benchmarks.md, "Scale").
+NODE_COUNT_MAX = 51
+# A message storm ends the run as a failure. A healthy run takes about N(N-1) steps per virtual second
+# (heartbeats) for at most ~90 s: the bound is ~100x a healthy 7-node run, and ~10x a healthy run of
+# 18 nodes or more, where EVENTS_PER_LINK_MAX takes over.
+MAX_EVENTS_PER_RUN = 300_000
+EVENTS_PER_LINK_MAX = 1_000
 SAFETY_MS_LIMIT = 3_600_000  # one virtual hour of faults per run at most
 START_SPREAD_MS = 3_000  # nodes start within this window, unless they all start at 0
 
@@ -61,14 +68,21 @@ class RunConfig:
     safety_ms_max: int | None = None  # default: 12 x election_timeout (60 s)
     nemeses: tuple[str, ...] = DEFAULT_NEMESES
     keep_trace: bool = False
-    max_events: int = MAX_EVENTS_PER_RUN
+    max_events: int | None = None  # default: event_limit(node_count)
     gated: bool | None = None  # a before_lead gate on every node; None: on odd seeds
 
     def __post_init__(self) -> None:
         if not 1 <= self.node_count <= NODE_COUNT_MAX:
-            raise ValueError(f"node_count must lie in [1, {NODE_COUNT_MAX}]")
+            raise ValueError(f"node_count must lie in [1, {NODE_COUNT_MAX}], got {self.node_count}")
         if not 0 <= self.safety_window_ms[0] <= self.safety_window_ms[1] <= SAFETY_MS_LIMIT:
             raise ValueError(f"need 0 <= safety_ms_min <= safety_ms_max <= {SAFETY_MS_LIMIT}")
+
+    @property
+    def event_limit(self) -> int:
+        """The most steps one run may take before it counts as a storm."""
+        if self.max_events is not None:
+            return self.max_events
+        return max(MAX_EVENTS_PER_RUN, EVENTS_PER_LINK_MAX * self.node_count * (self.node_count - 1))
 
     @property
     def safety_window_ms(self) -> tuple[int, int]:
@@ -159,7 +173,7 @@ def build_world(
         network=Network([s.node_id for s in settings], rng, NetworkProfile()),
         trace=Trace(keep_all_lines=config.keep_trace),
         safety=SafetyMonitor(len(settings), config.failure_timeout_ms, fail_fast=fail_fast),
-        max_events=config.max_events,
+        max_events=config.event_limit,
     )
     return world, Nemesis(world, rng, config.nemeses, Timers.of(settings[0])), rng
 

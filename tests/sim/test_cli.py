@@ -71,6 +71,28 @@ def test_bad_usage_exits_64(argv: list[str], capsys: pytest.CaptureFixture[str])
     assert "leader-node simulate:" in capsys.readouterr().err
 
 
+def test_nodes_above_the_simulators_limit_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    too_many = node.sim.runner.NODE_COUNT_MAX + 1
+    assert main(["--algorithm", "bully", "--nodes", str(too_many)]) == EXIT_USAGE
+    assert f"--nodes must lie in [1, 51], got {too_many}" in capsys.readouterr().err
+
+
+def test_the_node_limit_is_51_and_a_config_above_it_cannot_exist() -> None:
+    assert node.sim.runner.NODE_COUNT_MAX == 51  # measured: docs/benchmarks.md, "Scale"
+    assert node.sim.runner.RunConfig("ring", 51, 0).node_count == 51
+    with pytest.raises(ValueError, match=r"node_count must lie in \[1, 51\], got 52"):
+        node.sim.runner.RunConfig("ring", 52, 0)
+
+
+def test_the_event_bound_grows_with_the_links_above_17_nodes() -> None:
+    def limit(nodes: int) -> int:
+        return node.sim.runner.RunConfig("bully", nodes, 0).event_limit
+
+    assert limit(5) == limit(17) == node.sim.runner.MAX_EVENTS_PER_RUN
+    assert limit(51) == 51 * 50 * node.sim.runner.EVENTS_PER_LINK_MAX
+    assert node.sim.runner.RunConfig("bully", 51, 0, max_events=10).event_limit == 10
+
+
 def test_reproduce_line_names_non_default_timers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(node.sim.runner, "make_algorithm", lambda _n, s, d, r: SelfAppointed(s, d, r))
     argv = ["--algorithm", "bully", "--nodes", "3", "--seed", "5", "--heartbeat-ms", "100"]
