@@ -63,7 +63,7 @@ def test_runs_as_its_own_system_user(host: Any) -> None:
     assert host.check_output(f"ps -o user:32=,group:32= -p {pid}").split() == ["leader-node", "leader-node"]
 
 
-def test_config_rendered_from_inventory_and_valid(host: Any) -> None:
+def test_config_rendered_from_inventory_and_valid(host: Any, cluster: list[Any]) -> None:
     config = host.file("/etc/leader-node/node.toml")
     assert (config.user, config.group, config.mode) == ("root", "leader-node", 0o640)
     assert (
@@ -75,7 +75,8 @@ def test_config_rendered_from_inventory_and_valid(host: Any) -> None:
     assert document["listen"] == f"{variables['leader_node_address']}:7700"
     assert document["algorithm"] == (os.environ.get("LEADER_NODE_ALGORITHM") or "bully")
     assert document["preempt"] is False
-    assert sorted(int(key) for key in document["peers"]) == [1, 2, 3, 4, 5]
+    # Every member of the scenario's cluster: five containers in default, three VMs in vm.
+    assert sorted(int(key) for key in document["peers"]) == [node_id(member) for member in cluster]
     assert document["peers"][str(document["node_id"])] == document["listen"]
     assert document["state_dir"] == "/var/lib/leader-node"
 

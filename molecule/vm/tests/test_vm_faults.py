@@ -23,6 +23,10 @@ from shared.faults import FaultCluster, count, describe, majority_known_ms  # no
 
 pytest_plugins = ["shared.faults"]
 
+# Under emulation, starting the daemon (Python and gevent importing) takes 20-30 s on a busy 2-core host
+# (25 s seen), so systemd's restart is awaited longer than on the containers.
+RESTART_DEADLINE_S = 180.0
+
 
 def test_three_vms(fault_cluster: FaultCluster) -> None:
     assert [node.id for node in fault_cluster.nodes] == [1, 2, 3]
@@ -44,10 +48,11 @@ def test_killed_leader_is_replaced_and_restarted_by_systemd(faults: FaultCluster
     faults.step(f"new leader {new.leader_id}, epoch {new.epoch}")
     faults.wait(
         lambda: faults.n_restarts(old) > restarts and faults.is_active(old),
-        faults.timers.leader_deadline_s,
+        RESTART_DEADLINE_S,
         f"systemd restarted {old} (NRestarts above {restarts})",
         interval_s=0.5,
     )
+    faults.measure("restarted_by_systemd_polled", time.time() - t_kill)
     agreed, _ = faults.wait(
         faults.agreement, faults.timers.leader_deadline_s, "all three agree on one leader after the restart"
     )
