@@ -35,6 +35,8 @@ test-slow: venv
 test-fast: lint typecheck test-unit
 
 # The deploy scripts install what a fresh Debian lacks (python3-venv, Docker, debootstrap), then `make venv`.
+# Molecule scenarios default, faults and leader-service for both algorithms: under an hour on 2 shared cores
+# (58 min at load 2 to 79; docs/deploy.md, "What it costs").
 test-deploy:
 	scripts/test-deploy.sh
 
@@ -43,6 +45,7 @@ test: test-fast test-slow test-deploy
 # Not part of `make test`: each fault test repeated ROUNDS times on one converged cluster per scenario and
 # algorithm (a rare failure shows without a converge per round), e.g.
 #   make test-rounds ROUNDS=10 SCENARIOS="concurrent rejoin kill-leader partition"
+#   make test-rounds ROUNDS=10 SCENARIOS=faults     # the same four on one cluster per algorithm
 ROUNDS ?= 10
 SCENARIOS ?= concurrent
 test-rounds:

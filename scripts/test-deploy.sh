@@ -5,10 +5,17 @@
 #     and the VM inventory (`-i inventory-vagrant`)
 #  3. Molecule scenarios on real systemd containers, each a full `molecule test` (leftovers removed,
 #     create, converge with deploy/site.yml, verify with pytest-testinfra, destroy) for each algorithm:
-#     default (the deploy, with idempotence), then the fault scenarios kill-leader, partition, rejoin,
-#     concurrent, leader-service (histories judged by node/history; artifacts under artifacts/molecule/).
-#     The scenario fencing is not in the default list: leader-service runs the same fencing check on
-#     the cluster it converges anyway (MOLECULE_SCENARIOS=fencing runs it alone).
+#     default (the deploy: check, converge, idempotence, then on the same cluster rolling restart,
+#     secret rotation, site.yml reruns and the protocol upgrade and back), faults (the fault tests of
+#     kill-leader, partition, rejoin and concurrent one after the other on ONE converged cluster, each
+#     judged by node/history with its own artifacts under artifacts/molecule/faults-<algorithm>/),
+#     leader-service (the leader-only unit and the fencing check; its own hosts and role variables).
+#     The four fault scenarios and fencing still run alone (MOLECULE_SCENARIOS=partition, ...): faults
+#     runs the same test files, and leader-service the same fencing check, on a cluster converged anyway.
+#   Cost per algorithm on a shared 2-core machine (docs/deploy.md, "What it costs"): default 15-18 min
+#   (ring skips the protocol upgrade), faults 4.5-6 min (the four fault scenarios alone took 25-28 min,
+#   on a busier machine), leader-service 3.5-7.5 min; 58 min in all, summed over runs at load 2 to 79.
+#   Most of it is Ansible on the hosts: converges and playbook runs.
 #  4. the Molecule scenario vm on three Debian VMs booted by the Vagrantfile (provider libvirt, KVM or QEMU's
 #     emulation), for one algorithm (LEADER_NODE_VM_ALGORITHMS, default bully): converge, idempotence,
 #     the default scenario's checks, SIGKILL of the leader and a 1|2 partition; then make cluster-vm-down.
@@ -35,7 +42,7 @@ ansible-playbook --syntax-check -i inventory-vagrant deploy/site.yml deploy/roll
 # share the network lnmol-net and its addresses. A failed scenario does not hide the others: all run,
 # then the summary names each result and the exit status is non-zero if any failed.
 #   MOLECULE_SCENARIOS="partition" LEADER_NODE_ALGORITHMS="ring" scripts/test-deploy.sh
-read -r -a scenarios <<<"${MOLECULE_SCENARIOS:-default kill-leader partition rejoin concurrent leader-service vm}"
+read -r -a scenarios <<<"${MOLECULE_SCENARIOS:-default faults leader-service vm}"
 read -r -a algorithms <<<"${LEADER_NODE_ALGORITHMS:-${LEADER_NODE_ALGORITHM:-bully ring}}"
 read -r -a vm_algorithms <<<"${LEADER_NODE_VM_ALGORITHMS:-bully}"
 summary=()

@@ -2,7 +2,13 @@
 
 Used by the fault scenarios (kill-leader, partition, rejoin, concurrent): each scenario's tests import
 the fixtures `faults` (function scope: restores the cluster after every test, also when it failed) and
-`fault_cluster` (session scope) from here.
+`fault_cluster` (one per fault test, see below) from here.
+
+- A fault test is the test modules of one scenario directory (molecule/<name>/tests). It has one
+  FaultCluster: its own steps, measurements, journals and history check. `molecule test -s partition`
+  runs one fault test on its cluster; the scenario `faults` runs those of kill-leader, partition, rejoin
+  and concurrent one after the other in one pytest session on one converged cluster (a converge of five
+  hosts is most of a scenario's time), each with its own records in a subdirectory.
 
 - Commands go through testinfra's Ansible backend, which maps Molecule's docker connection to
   `docker exec`: a test keeps control of a host that iptables has cut off from its peers.
@@ -18,7 +24,13 @@ the fixtures `faults` (function scope: restores the cluster after every test, al
   artifacts/molecule/<scenario>-<algorithm>/ (steps.txt, measurements.json), next to each host's
   `journalctl -u leader-node -o json` (<host>.journal.json) and the verdict and per-epoch timeline of
   `leader-node check-history` (timeline.txt, and the picture timeline.svg with the steps drawn in).
+  In the scenario `faults`: artifacts/molecule/faults-<algorithm>/<fault test>/, e.g. partition/.
   The hosts share this machine's kernel clock, so journald times and the steps' times compare directly.
+- The history check of a fault test judges the hosts' whole journals, from the converge on: its rules
+  hold for a history as a whole (one leader per epoch ever, epochs never going back on a node, across
+  restarts) and the timeline starts each term at its `became_leader`, so a window cut out of a longer
+  history would judge less and draw its first terms without their start. In the scenario `faults` the
+  journals of a later fault test therefore also hold the earlier ones' (its steps.txt says which).
 """
 
 from __future__ import annotations
@@ -482,21 +494,59 @@ def describe(events: Iterable[HistoryEvent]) -> str:
     return "\n".join(e.describe() for e in events)
 
 
-def artifacts_dir(algorithm: str) -> Path:
+def scenario_name() -> str:
+    return os.environ.get("MOLECULE_SCENARIO_NAME", "adhoc")
+
+
+def fault_test_of(module_path: Path) -> str:
+    """The fault test a test module belongs to: the scenario directory it lives in
+    (molecule/<name>/tests/test_*.py -> <name>)."""
+    return module_path.resolve().parents[1].name
+
+
+def artifacts_dir(algorithm: str, fault_test: str | None = None) -> Path:
+    """artifacts/molecule/<scenario>-<algorithm>/, and <fault test>/ under it when the fault test is
+    another scenario's, run inside this one (the scenario `faults`)."""
     project = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[2]))
-    scenario = os.environ.get("MOLECULE_SCENARIO_NAME", "adhoc")
-    return project / "artifacts" / "molecule" / f"{scenario}-{algorithm}"
+    out_dir = project / "artifacts" / "molecule" / f"{scenario_name()}-{algorithm}"
+    return out_dir if fault_test in (None, scenario_name()) else out_dir / fault_test
 
 
 @pytest.fixture(scope="session")
-def fault_cluster(cluster: list[Any], timers: Timers) -> Iterator[FaultCluster]:
-    """The scenario's cluster, its artifacts directory emptied first. At the end of the session the
-    cluster is restored and the journals are collected, whatever happened to the tests."""
+def fault_tests(cluster: list[Any]) -> Iterator[dict[str, FaultCluster]]:
+    """The FaultCluster of each fault test run so far in this session, in run order. The scenario's
+    artifacts directory is emptied first."""
     algorithm = str(host_vars(cluster[0]).get("leader_node_algorithm", "bully"))
-    out_dir = artifacts_dir(algorithm)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
-    faults = FaultCluster(cluster, timers, out_dir)
+    shutil.rmtree(artifacts_dir(algorithm), ignore_errors=True)
+    yield {}
+
+
+@pytest.fixture(scope="module")
+def fault_cluster(
+    request: pytest.FixtureRequest, fault_tests: dict[str, FaultCluster], cluster: list[Any], timers: Timers
+) -> Iterator[FaultCluster]:
+    """The cluster as this module's fault test sees it, with that test's records (modules of one scenario
+    directory share them: default's three, leader-service's two). After each module the cluster is
+    restored and the journals are collected, whatever happened to the tests."""
+    name = fault_test_of(request.path)
+    faults = fault_tests.get(name)
+    if faults is None:
+        algorithm = str(host_vars(cluster[0]).get("leader_node_algorithm", "bully"))
+        out_dir = artifacts_dir(algorithm, name)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        earlier = list(fault_tests)
+        faults = FaultCluster(cluster, timers, out_dir)
+        if name != scenario_name():
+            faults.step(
+                f"fault test {name} in scenario {scenario_name()}, on the cluster converged for it; "
+                + (
+                    f"run on it before: {', '.join(earlier)} (their events are in these journals too)"
+                    if earlier
+                    else "the first one run on it"
+                )
+            )
+        fault_tests[name] = faults
     try:
         yield faults
     finally:
@@ -526,6 +576,7 @@ __all__ = [
     "describe",
     "fault_cluster",
     "fault_rounds",
+    "fault_tests",
     "faults",
     "majority_known_ms",
 ]

@@ -12,7 +12,8 @@ with one epoch on every node.
    detectors fire together and they all run at once; then the old leader resumes (SIGCONT) and must
    follow the new one instead of acting under its old epoch.
 
-Artifacts: artifacts/molecule/concurrent-<algorithm>/ (journals, timeline.txt, steps.txt, measurements.json).
+Artifacts: artifacts/molecule/concurrent-<algorithm>/ (journals, timeline.txt, steps.txt, measurements.json);
+in the scenario faults, which `make test` runs: artifacts/molecule/faults-<algorithm>/concurrent/.
 Repeated on the one converged cluster: LEADER_NODE_FAULT_ROUNDS=10 molecule test -s concurrent.
 """
 

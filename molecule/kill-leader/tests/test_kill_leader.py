@@ -6,7 +6,8 @@ alert rules) in front of the five containers through five more crashes and a mem
   LEADER_NODE_FAULT_ROUNDS=10 molecule test -s kill-leader    # more samples of the failover times
 
 Artifacts: artifacts/molecule/kill-leader-<algorithm>/ (journals, timeline.txt, steps.txt, measurements.json,
-operator-tools/: haproxy.cfg and its log, prometheus.yml and its log, alerts.txt).
+operator-tools/: haproxy.cfg and its log, prometheus.yml and its log, alerts.txt); in the scenario faults,
+which `make test` runs: artifacts/molecule/faults-<algorithm>/kill-leader/.
 """
 
 from __future__ import annotations

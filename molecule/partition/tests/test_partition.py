@@ -4,7 +4,8 @@ minority side and once on the majority side; then healed.
   LEADER_NODE_ALGORITHM=ring molecule test -s partition
   LEADER_NODE_FAULT_ROUNDS=5 molecule test -s partition    # more samples of the heal times
 
-Artifacts: artifacts/molecule/partition-<algorithm>/ (journals, timeline.txt, steps.txt, measurements.json).
+Artifacts: artifacts/molecule/partition-<algorithm>/ (journals, timeline.txt, steps.txt, measurements.json);
+in the scenario faults, which `make test` runs: artifacts/molecule/faults-<algorithm>/partition/.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ by systemd: each re-integrates and accepts the current leader, without any elect
 
   LEADER_NODE_ALGORITHM=ring molecule test -s rejoin
 
-Artifacts: artifacts/molecule/rejoin-<algorithm>/ (journals, timeline.txt, steps.txt, measurements.json).
+Artifacts: artifacts/molecule/rejoin-<algorithm>/ (journals, timeline.txt, steps.txt, measurements.json);
+in the scenario faults, which `make test` runs: artifacts/molecule/faults-<algorithm>/rejoin/.
 Repeated on the one converged cluster: LEADER_NODE_FAULT_ROUNDS=10 molecule test -s rejoin.
 """
 
