@@ -10,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-$(shell cat requirements-dev.txt requirements-deploy.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv lint typecheck test-unit test-slow test-fast test test-deploy test-rounds fuzz soak cluster cluster-down cluster-vm cluster-vm-down clean
+.PHONY: venv lint typecheck test-unit test-slow test-fast test test-deploy test-rounds fuzz soak cluster cluster-down cluster-vm cluster-vm-down test-vm clean
 
 venv: $(STAMP)
 $(STAMP): requirements-dev.txt requirements-deploy.txt pyproject.toml
@@ -81,6 +81,10 @@ cluster-down:
 VMS ?= 3
 cluster-vm:
 	VMS=$(VMS) scripts/cluster-vm-up.sh
+
+# Not yet part of `make test`: Molecule's scenario vm on three VMs (docs/deploy.md, "Molecule on VMs").
+test-vm:
+	MOLECULE_SCENARIOS=vm scripts/test-deploy.sh
 
 cluster-vm-down:
 	scripts/cluster-vm-down.sh
