@@ -49,7 +49,7 @@ from benchmarks.failover import (
     start_timeout_s,
     status_poller,
 )
-from benchmarks.observer import load_averages, majority_at, summary_row
+from benchmarks.observer import SCRAPE_TIMEOUT_S, load_averages, majority_at, summary_row
 from tests.runtime.cluster import Cluster, unwind_on_sigterm, wait_until  # needs the repository root
 
 NOBODY = (0, -1)  # "the old leader" of a cold start: every real leader and epoch succeeds it
@@ -58,7 +58,7 @@ NOBODY = (0, -1)  # "the old leader" of a cold start: every real leader and epoc
 def rejections(cluster: Cluster) -> Counter[str]:
     total: Counter[str] = Counter()
     for node_id in cluster.nodes:
-        for name, value in cluster.metrics(node_id).items():
+        for name, value in cluster.metrics(node_id, SCRAPE_TIMEOUT_S).items():
             match = re.fullmatch(r'leader_node_peer_rejections_total\{reason="(\w+)"\}', name)
             if match is not None and value:
                 total[match.group(1)] += int(value)

@@ -58,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import tracing
 from benchmarks.observer import (
+    SCRAPE_TIMEOUT_S,
     KeepAliveHttp,
     Observation,
     Poller,
@@ -147,7 +148,7 @@ def settled(cluster: Cluster) -> tuple[int, int] | None:
 def sent_by_type(cluster: Cluster, node_ids: tuple[int, ...]) -> Counter[str]:
     total: Counter[str] = Counter()
     for node_id in node_ids:
-        for name, value in cluster.metrics(node_id).items():
+        for name, value in cluster.metrics(node_id, SCRAPE_TIMEOUT_S).items():
             match = re.fullmatch(r'leader_node_messages_sent_total\{type="(\w+)"\}', name)
             if match is not None:
                 total[match.group(1)] += int(value)

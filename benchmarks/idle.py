@@ -1,8 +1,11 @@
-"""Idle cost of one node, and of the cluster: N real processes on loopback with default timers.
+"""Idle cost of one node, and of the cluster: N real processes on loopback.
 
     .venv/bin/python benchmarks/idle.py [--nodes 5] [--duration-s 60] [--warmup-s 10] [--json PATH]
+    .venv/bin/python benchmarks/idle.py --nodes 101 --heartbeat 5s --failure-timeout 15s \\
+        --election-timeout 25s
 
-Starts real `python -m node run` processes on 127.0.0.1 (tests/runtime/cluster.py), waits for a leader,
+Starts real `python -m node run` processes on 127.0.0.1 (tests/runtime/cluster.py) with the contract's
+default timers unless stated (heartbeat 1 s, failure 3 s, election 5 s), waits for a leader,
 lets the cluster settle, then samples every node's CPU time (utime + stime from /proc/PID/stat), RSS
 (VmRSS, peak VmHWM from /proc/PID/status) and open file descriptors (/proc/PID/fd) across the window.
 The cluster's frames per second: `leader_node_messages_sent_total` (every type, heartbeats included)
@@ -29,11 +32,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.observer import load_averages
+from benchmarks.observer import SCRAPE_TIMEOUT_S, load_averages
+from node.core.durations import duration_s
 from tests.runtime.cluster import Cluster, unwind_on_sigterm  # needs the repository root
 
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
-HEARTBEAT_INTERVAL_S = 1.0  # the contract's default, which this benchmark runs with
 ROWS_PRINTED_MAX = 15
 _COUNTER = re.compile(r"leader_node_messages_(sent|received|dropped)_total\{\w+=\"\w+\"\}")
 
@@ -62,7 +65,7 @@ def frame_counts(cluster: Cluster) -> tuple[float, dict[str, int]]:
     started = time.monotonic()
     totals = {"sent": 0, "received": 0, "dropped": 0}
     for node_id in cluster.nodes:
-        for name, value in cluster.metrics(node_id).items():
+        for name, value in cluster.metrics(node_id, SCRAPE_TIMEOUT_S).items():
             match = _COUNTER.fullmatch(name)
             if match is not None:
                 totals[match.group(1)] += int(value)
@@ -78,17 +81,21 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=5)
     parser.add_argument("--duration-s", type=float, default=60.0)
     parser.add_argument("--warmup-s", type=float, default=10.0)
+    parser.add_argument("--heartbeat", default="1s")
+    parser.add_argument("--failure-timeout", default="3s")
+    parser.add_argument("--election-timeout", default="5s")
     parser.add_argument("--json", type=Path, default=None, help="write the per-node figures here")
     args = parser.parse_args()
+    heartbeat_s = duration_s(args.heartbeat)
     load_before = load_averages()
 
     with tempfile.TemporaryDirectory(prefix="leader-node-idle-") as tmp:
         cluster = Cluster(
             Path(tmp),
             range(1, args.nodes + 1),
-            heartbeat_interval="1s",  # the defaults of the contract
-            failure_timeout="3s",
-            election_timeout="5s",
+            heartbeat_interval=args.heartbeat,
+            failure_timeout=args.failure_timeout,
+            election_timeout=args.election_timeout,
         )
         try:
             started = time.monotonic()
@@ -112,10 +119,11 @@ def main() -> int:
 
     frames_s = frames_at_end - frames_at_start
     rates = {kind: (frames_end[kind] - frames_start[kind]) / frames_s for kind in frames_end}
-    predicted = args.nodes * (args.nodes - 1) / HEARTBEAT_INTERVAL_S
+    predicted = args.nodes * (args.nodes - 1) / heartbeat_s
     cpu_percent = {n: 100 * cpu_used[n] / wall_s for n in pids}
     print(
-        f"# {args.nodes} nodes on 127.0.0.1, heartbeat 1s / failure 3s / election 5s, {wall_s:.1f} s window"
+        f"# {args.nodes} nodes on 127.0.0.1, heartbeat {args.heartbeat} / failure {args.failure_timeout} / "
+        f"election {args.election_timeout}, {wall_s:.1f} s window"
     )
     print(f"# python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs")
     print(f"# load average before {load_before}, after {load_averages()}")

@@ -21,6 +21,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+# A scrape of /metrics (between runs, not during one): a node of 51 on 2 busy cores can take seconds.
+SCRAPE_TIMEOUT_S = 10.0
 View = tuple[int, int | None]  # (leader id, term or epoch; None where the system does not report one)
 Observation = View | None  # None: no leader, not serving, or no answer
 

@@ -43,9 +43,9 @@ from node.sim.scheduler import SchedulerFullError
 from node.sim.trace import HistoryOverflowError, Trace
 from node.sim.world import AlgorithmFactory, SimulationLimitError, World
 
-# One seed at 51 nodes takes about 7 s of one core (15 nodes: 1 s; 101 nodes: 80 s, too slow to sweep):
-# every node heartbeats every other, so a virtual second holds ~N(N-1) steps, and the core's failure
-# detector scans all N peers in each step (docs/benchmarks.md, "Scale").
+# One seed at 51 nodes takes 14-16 s of one core (5 nodes: 0.06 s, 15 nodes: 0.5 s; one seed of 101 nodes
+# 80 s, too slow to sweep): every node heartbeats every other, so a virtual second holds ~N(N-1) steps,
+# and the core scans all N peers a few times in each step (docs/benchmarks.md, "Scale").
 NODE_COUNT_MAX = 51
 # A message storm ends the run as a failure. A healthy run takes about N(N-1) steps per virtual second
 # (heartbeats) for at most ~90 s: the bound is ~100x a healthy 7-node run, and ~10x a healthy run of

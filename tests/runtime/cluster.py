@@ -285,8 +285,8 @@ class Cluster:
         result: dict[str, Any] = json.loads(reply[1])
         return result
 
-    def metrics(self, node_id: int) -> dict[str, float]:
-        reply = http_get(self.nodes[node_id].url + "/metrics")
+    def metrics(self, node_id: int, timeout_s: float = 1.0) -> dict[str, float]:
+        reply = http_get(self.nodes[node_id].url + "/metrics", timeout_s)
         assert reply is not None and reply[0] == 200, f"node {node_id} /metrics: {reply}"
         return parse_metrics(reply[1].decode())
 
