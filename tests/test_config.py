@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from node.core.settings import Settings, SettingsError
-from node.runtime.config import Address, ConfigError, load_config, parse_address, parse_duration_ms
+from node.runtime.config import (
+    MAX_MEMBERS,
+    Address,
+    ConfigError,
+    load_config,
+    parse_address,
+    parse_duration_ms,
+)
 from node.runtime.hooks import HooksConfig
 
 SECRET = b"0123456789abcdef-cluster-secret"
@@ -191,6 +198,19 @@ def test_bad_peers(tmp_path: Path, peers: str, field: str, fragment: str) -> Non
         load_config(write(tmp_path, text))
     assert caught.value.field == field
     assert fragment in caught.value.problem
+
+
+@pytest.mark.parametrize(("members", "refused"), [(MAX_MEMBERS, False), (MAX_MEMBERS + 1, True)])
+def test_the_member_limit(tmp_path: Path, members: int, refused: bool) -> None:
+    assert MAX_MEMBERS == 64  # kept, not raised: docs/benchmarks.md, "Scale" (101 did not fit one machine)
+    peers = "".join(f'{i} = "10.0.{i // 256}.{i % 256}:7700"\n' for i in range(1, members + 1))
+    path = write(tmp_path, GOOD.split("[peers]", maxsplit=1)[0] + "[peers]\n" + peers)
+    if not refused:
+        assert len(load_config(path).settings.member_ids) == members
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert (caught.value.field, caught.value.problem) == ("peers", "at most 64 members are supported, got 65")
 
 
 def test_missing_peers_table(tmp_path: Path) -> None:

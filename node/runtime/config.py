@@ -35,6 +35,8 @@ MAX_CLUSTER_NAME_CHARS = 64  # node/core/session.py's limit
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MIN_SECRET_BYTES = 16
 MAX_SECRET_BYTES = 4096  # a secret file this large is almost certainly the wrong file
+# All-to-all heartbeats: 51 members measured on one 2-core machine, 101 did not fit one (docs/benchmarks.md,
+# "Scale"); what a member pays grows linearly, 2(N-1) frames per heartbeat interval.
 MAX_MEMBERS = 64
 
 _KNOWN_KEYS = frozenset(
