@@ -59,26 +59,15 @@ done
 log "ansible-playbook deploy/site.yml -i inventory"
 "$VENV/bin/ansible-playbook" deploy/site.yml -i inventory
 
-# The leader deadline derives from the cluster's own timers (inventory group_vars).
-read -r election failure < <("$VENV/bin/ansible-inventory" -i inventory --host leader-node-1 |
-    "$VENV/bin/python" -c 'import json, sys; v = json.load(sys.stdin)
-print(v.get("leader_node_election_timeout", "5s"), v.get("leader_node_failure_timeout", "3s"))')
 urls=()
 for id in "${NODES[@]}"; do urls+=("http://$(ip_of "$id"):7701"); done
-log "waiting for a leader (election timeout $election, failure timeout $failure)"
-agreement="$("$VENV/bin/python" scripts/wait_for_leader.py --election-timeout "$election" \
-    --failure-timeout "$failure" "${urls[@]}")"
-printf '%s\n' "$agreement"
-leader="$(sed -n 's/^leader: node \([0-9][0-9]*\) .*/\1/p' <<<"$agreement")"
-
-log "leaderctl status"
-"$VENV/bin/leaderctl" status "${urls[@]}"
+await_leader_and_status inventory leader-node-1 "" "${urls[@]}"
 trap - EXIT
 log "cluster up in $(($(now_s) - started)) s. Look around:"
 cat <<HINTS
   docker exec leader-node-3 systemctl status leader-node
-  docker exec leader-node-$leader journalctl -u leader-node EVENT=became_leader
-  curl -s http://172.30.77.13:7701/status ; curl -si http://$(ip_of "$leader"):7701/leader
+  docker exec leader-node-$LEADER journalctl -u leader-node EVENT=became_leader
+  curl -s http://172.30.77.13:7701/status ; curl -si http://$(ip_of "$LEADER"):7701/leader
   .venv/bin/leaderctl status ${urls[*]}
   make cluster-down
 HINTS

@@ -32,25 +32,15 @@ vm_env
 log "ansible-playbook deploy/site.yml -i inventory-vagrant"
 scripts/vm.sh "$VENV/bin/ansible-playbook" deploy/site.yml -i inventory-vagrant
 
-read -r election failure < <("$VENV/bin/ansible-inventory" -i inventory-vagrant --host leader-node-vm-1 |
-    "$VENV/bin/python" -c 'import json, sys; v = json.load(sys.stdin)
-print(v.get("leader_node_election_timeout", "5s"), v.get("leader_node_failure_timeout", "3s"))')
 urls=()
 for ((id = 1; id <= VMS; id++)); do urls+=("http://192.168.56.$((10 + id)):7701"); done
-log "waiting for a leader (election timeout $election, failure timeout $failure)"
-agreement="$(scripts/vm.sh "$VENV/bin/python" scripts/wait_for_leader.py --election-timeout "$election" \
-    --failure-timeout "$failure" "${urls[@]}")"
-printf '%s\n' "$agreement"
-leader="$(sed -n 's/^leader: node \([0-9][0-9]*\) .*/\1/p' <<<"$agreement")"
-
-log "leaderctl status"
-scripts/vm.sh "$VENV/bin/leaderctl" status "${urls[@]}"
+await_leader_and_status inventory-vagrant leader-node-vm-1 scripts/vm.sh "${urls[@]}"
 trap - EXIT
 log "cluster of $VMS VMs up in $(($(now_s) - started)) s ($LEADER_NODE_VM_ACCEL). Look around:"
 cat <<HINTS
   scripts/vm.sh vagrant status
   scripts/vm.sh vagrant ssh leader-node-vm-2 -c 'systemctl status leader-node'
-  scripts/vm.sh vagrant ssh leader-node-vm-$leader -c 'sudo journalctl -u leader-node EVENT=became_leader'
+  scripts/vm.sh vagrant ssh leader-node-vm-$LEADER -c 'sudo journalctl -u leader-node EVENT=became_leader'
   scripts/vm.sh curl -s http://192.168.56.12:7701/status
   scripts/vm.sh .venv/bin/leaderctl status ${urls[*]}
   make cluster-vm-down

@@ -197,3 +197,26 @@ ensure_venv() {
     fi
     make -s --no-print-directory -C "$REPO_ROOT" venv
 }
+
+# await_leader_and_status INVENTORY HOST VIA URL...: wait until the nodes at URL... agree on one leader,
+# with the deadline derived from the cluster's own timers (HOST's election and failure timeouts in
+# INVENTORY), print the agreement and `leaderctl status`, and set LEADER to the leader's id. VIA runs
+# the commands that reach the nodes where they are reachable ("" here; scripts/vm.sh for the VMs'
+# network namespace).
+await_leader_and_status() {
+    local inventory=$1 host=$2 via=$3 election failure agreement
+    shift 3
+    local -a run=()
+    [[ -n $via ]] && run=("$via")
+    read -r election failure < <("$VENV/bin/ansible-inventory" -i "$inventory" --host "$host" |
+        "$VENV/bin/python" -c 'import json, sys; v = json.load(sys.stdin)
+print(v.get("leader_node_election_timeout", "5s"), v.get("leader_node_failure_timeout", "3s"))')
+    log "waiting for a leader (election timeout $election, failure timeout $failure)"
+    agreement="$("${run[@]}" "$VENV/bin/python" scripts/wait_for_leader.py --election-timeout "$election" \
+        --failure-timeout "$failure" "$@")"
+    printf '%s\n' "$agreement"
+    LEADER="$(sed -n 's/^leader: node \([0-9][0-9]*\) .*/\1/p' <<<"$agreement")"
+
+    log "leaderctl status"
+    "${run[@]}" "$VENV/bin/leaderctl" status "$@"
+}
