@@ -73,7 +73,18 @@ ensure_libvirtd() {
     fi
     if [[ -z $(live_pids libvirtd) ]]; then
         log "starting libvirtd in the network namespace $VM_NETNS"
-        setsid ip netns exec "$VM_NETNS" libvirtd --daemon --pid-file "$VM_RUN_DIR/libvirtd.pid" </dev/null
+        local start=(ip netns exec "$VM_NETNS" libvirtd --daemon --pid-file "$VM_RUN_DIR/libvirtd.pid")
+        if [[ $(vm_accel) == tcg && -e /dev/kvm ]]; then
+            # Under emulation libvirtd does not see /dev/kvm (a plain file is mounted over it in its own
+            # mount namespace; the host's device is untouched). Where /dev/kvm exists but QEMU's user
+            # cannot use it (0600, or the nested kvm_pvm), libvirt's cached QEMU capabilities say "KVM"
+            # while its check says "no KVM": it re-probes QEMU (2 processes, about 4 s) on every call, and
+            # vagrant up sat 4-6 minutes with its domains defined and shut off.
+            : >"$VM_RUN_DIR/no-kvm"
+            start=(unshare --mount --propagation slave -- sh -c 'mount --bind "$0" /dev/kvm && exec "$@"'
+                "$VM_RUN_DIR/no-kvm" "${start[@]}")
+        fi
+        setsid "${start[@]}" </dev/null
     fi
     local deadline=$(($(now_s) + 30))
     until virsh -q -c qemu:///system version >/dev/null 2>&1; do
@@ -137,10 +148,16 @@ vm_cleanup() {
         "${virsh[@]}" pool-destroy "$VM_PREFIX" >/dev/null 2>&1 || true
         "${virsh[@]}" pool-undefine "$VM_PREFIX" >/dev/null 2>&1 || true
     fi
-    local pidfile pid
+    local pidfile pid pids=() deadline
     for pidfile in "$VM_RUN_DIR/libvirtd.pid" "$VM_RUN_DIR/virtlogd.pid"; do
         pid="$(cat "$pidfile" 2>/dev/null || true)"
-        [[ -n $pid ]] && kill "$pid" 2>/dev/null || true
+        [[ -n $pid ]] && kill "$pid" 2>/dev/null && pids+=("$pid")
+    done
+    # libvirtd may take its shutdown timeout (30 s) to leave; a new one must not meet it.
+    deadline=$(($(now_s) + 35))
+    for pid in "${pids[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && (($(now_s) <= deadline)); do sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null || true
     done
     if ip netns list | grep -qw "^$VM_NETNS"; then
         ip netns pids "$VM_NETNS" 2>/dev/null | xargs -r kill 2>/dev/null || true
