@@ -75,14 +75,21 @@ ensure_libvirtd() {
         log "starting libvirtd in the network namespace $VM_NETNS"
         local start=(ip netns exec "$VM_NETNS" libvirtd --daemon --pid-file "$VM_RUN_DIR/libvirtd.pid")
         if [[ $(vm_accel) == tcg && -e /dev/kvm ]]; then
-            # Under emulation libvirtd does not see /dev/kvm (a plain file is mounted over it in its own
-            # mount namespace; the host's device is untouched). Where /dev/kvm exists but QEMU's user
+            # Under emulation libvirtd does not see /dev/kvm: in its own mount namespace a plain file is
+            # mounted over it (the host's device is untouched). Where /dev/kvm exists but QEMU's user
             # cannot use it (0600, or the nested kvm_pvm), libvirt's cached QEMU capabilities say "KVM"
             # while its check says "no KVM": it re-probes QEMU (2 processes, about 4 s) on every call, and
-            # vagrant up sat 4-6 minutes with its domains defined and shut off.
+            # vagrant up sat 4-6 minutes with its domains defined and shut off. libvirt tries to carry that
+            # mount into each VM's private /dev and fails, so its qemu.conf (a copy, mounted over the
+            # host's in the same namespace) turns the per-VM mount namespace off: namespaces = [].
             : >"$VM_RUN_DIR/no-kvm"
-            start=(unshare --mount --propagation slave -- sh -c 'mount --bind "$0" /dev/kvm && exec "$@"'
-                "$VM_RUN_DIR/no-kvm" "${start[@]}")
+            chmod 0600 "$VM_RUN_DIR/no-kvm"
+            { grep -v '^[[:space:]]*namespaces[[:space:]]*=' /etc/libvirt/qemu.conf || true
+              printf '\n# %s: no per-VM mount namespace (scripts/vmlib.sh, ensure_libvirtd)\nnamespaces = []\n' \
+                  "$VM_PREFIX"; } >"$VM_RUN_DIR/qemu.conf"
+            start=(unshare --mount --propagation slave -- sh -c \
+                'mount --bind "$0" /dev/kvm && mount --bind "$1" /etc/libvirt/qemu.conf && shift && exec "$@"' \
+                "$VM_RUN_DIR/no-kvm" "$VM_RUN_DIR/qemu.conf" "${start[@]}")
         fi
         setsid "${start[@]}" </dev/null
     fi
