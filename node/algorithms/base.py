@@ -15,7 +15,8 @@ rules, in one place:
   can exist while an older one still acts on its lease (see docs/algorithms.md, "Leases").
 - A node promises at most one candidate per epoch and never an epoch at or below one it promised or
   accepted; it does not promise while it follows a live leader (no disruption on rejoin), except to a
-  higher id when `preempt` is set.
+  higher id when `preempt` is set. A pre-vote refused for that reason alone is held for up to
+  backoff_base_ms and answered by the rules of the moment its leader is lost, or then (voting.py).
 - Messages from a leader under a lower epoch are rejected; a leader that hears of a higher epoch steps
   down; a leader (or follower) that has not heard from a majority within failure_timeout drops it.
 

@@ -50,6 +50,7 @@ from node.core.view import NodeView, PeerView
 
 if TYPE_CHECKING:
     from node.algorithms.base import Confirmation, Proposal  # a candidacy's tallies (base.py)
+    from node.algorithms.voting import DeferredPreVote  # a pre-vote answered later (voting.py)
 
 
 # Honest clusters add a few epochs per election. An epoch more than EPOCH_JUMP_MAX above our own is
@@ -130,6 +131,10 @@ class Machine:
         # Ring: a leader accepted through another node's relay, and no claim from the leader itself yet
         # (its own older heartbeat, sent before it took office, may still be on the way).
         self._accepted_via_relay_ms: int | None = None
+        # Pre-votes this node refuses only because it follows a live leader, by candidate (a member id),
+        # answered when that changes or at their deadline (voting.py); and when PRE_VOTE_DEFER is armed.
+        self._deferred_pre_votes: dict[int, DeferredPreVote] = {}
+        self._pre_vote_timer_ms: int | None = None
         # message type -> handler: the transition table (filled by ElectionNode and the algorithms)
         self.handlers: dict[MsgType, Callable[[Any], None]] = {}
 
@@ -143,6 +148,7 @@ class Machine:
         def _step_down(self, reason: str) -> None: ...
         def _probe_epochs(self) -> None: ...
         def _finish_catch_up_if_known(self) -> None: ...
+        def _answer_deferred_pre_votes(self) -> None: ...
         def _begin_election(self, reason: str) -> None: ...
         def _abandon_election(self) -> None: ...
         def _fail_attempt(self, reason: str) -> None: ...
@@ -190,6 +196,8 @@ class Machine:
                 self._on_switchover(target)
         if not self._stopped:
             self._check_quorum()
+            if self._deferred_pre_votes or self._pre_vote_timer_ms is not None:
+                self._answer_deferred_pre_votes()  # whatever this event changed, by the rules as they are now
             self._arm_detector()
             self._publish()
         out, self._out = self._out, []
@@ -467,6 +475,8 @@ class Machine:
             self._on_gate_timeout()
         elif timer is TimerId.HOLD_OFF:
             self._on_hold_off_over()
+        elif timer is TimerId.PRE_VOTE_DEFER:
+            self._pre_vote_timer_ms = None  # the step's end answers the pre-votes whose deadline passed
         else:
             self._on_algorithm_timer(timer)
 

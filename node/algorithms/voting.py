@@ -5,15 +5,36 @@ and nobody while it follows a live leader; it votes for nobody while it still ba
 start-up blackout, or while it catches up after losing its state. A promise is persisted before it is
 sent. A winner takes office only once a majority confirmed (CONFIRM / CONFIRMED) that it still holds
 that promise (docs/algorithms.md, "What both share" and "Leases").
+
+A pre-vote that only a live leader makes this node refuse (it follows a leader other than the candidate,
+and every other rule would let it promise) is not answered at once: it is held for up to
+backoff_base_ms, and answered by the rules as they stand when its leader is lost or dropped, or at that
+deadline. After a crash the candidate often hears of it a few ms before the voters do; held, their
+answers are grants once their own hints arrive, instead of refusals that cost the candidate a back-off
+and a second pre-vote. A pre-vote binds and persists nothing, so when it is answered cannot matter to
+safety (docs/algorithms.md, "Pre-vote: a refusal held while the leader may be gone").
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from node.algorithms.catchup import is_catch_up_traffic
 from node.algorithms.machine import Machine
-from node.core.actions import EventName, LogLevel
+from node.core.actions import EventName, LogLevel, SetTimer
 from node.core.events import TimerId
 from node.core.messages import Confirm, Confirmed, ConfirmRefused, PreVoteAnswer, Promise, Propose
 from node.core.state import DurableState
+
+
+@dataclass(frozen=True, slots=True)
+class DeferredPreVote:
+    """A pre-vote held because `leader_id`, the live leader this node followed when it came, was the only
+    reason to refuse it; answered when that changes or at `deadline_ms`."""
+
+    message: Propose
+    leader_id: int
+    deadline_ms: int
 
 
 class Voting(Machine):
@@ -64,13 +85,18 @@ class Voting(Machine):
     # ------------------------------------------------------------------ answering PROPOSE and CONFIRM
 
     def _on_propose(self, message: Propose) -> None:
-        if self._is_leader and not message.pre_vote and message.epoch > self.epoch:
+        if not is_catch_up_traffic(message) and self._holds_back(message):
+            return  # a pre-vote only our live leader makes us refuse: answered later
+        if message.pre_vote:
+            self._answer_pre_vote(message)
+            return
+        if self._is_leader and message.epoch > self.epoch:
             # A binding proposal exists only after a majority pre-voted for it: they no longer follow us.
             self._step_down(f"node {message.sender} proposes the higher epoch {message.epoch}")
             self._leader_id = None
-        granted = self._may_promise(message.sender, message.epoch, message.pre_vote, message.resigned_leader)
+        granted = self._may_promise(message.sender, message.epoch, False, message.resigned_leader)
         echo_ms = None
-        if granted and not message.pre_vote:
+        if granted:
             self._grant_promise(
                 message.epoch,
                 message.sender,
@@ -80,10 +106,71 @@ class Voting(Machine):
             if message.sent_ms is not None:  # a stamped handoff proposal: this grant confirms it too
                 self._owe_lease(message.sender)
                 echo_ms = message.sent_ms
-        elif message.pre_vote:
-            echo_ms = message.sent_ms  # a catch-up probe's stamp: proves our answer is fresh
-        answer = PreVoteAnswer if message.pre_vote else Promise
-        self._send(message.sender, answer(self.node_id, message.epoch, granted, self.epoch, echo_ms))
+        self._send(message.sender, Promise(self.node_id, message.epoch, granted, self.epoch, echo_ms))
+
+    def _answer_pre_vote(self, message: Propose) -> None:
+        """Answer a pre-vote by the rules as they stand now (it binds nothing; a catch-up probe's stamp is
+        echoed, which proves the answer fresh)."""
+        granted = self._may_promise(message.sender, message.epoch, True, message.resigned_leader)
+        answer = PreVoteAnswer(self.node_id, message.epoch, granted, self.epoch, message.sent_ms)
+        self._send(message.sender, answer)
+
+    # ------------------------------------------------------------------ pre-votes held while led
+
+    def _refuses_only_for_its_leader(self, message: Propose) -> bool:
+        """A pre-vote this node refuses now only because it follows a live leader other than the
+        candidate: every other rule would let it promise. (A leader refuses at once: it knows it is
+        alive.)"""
+        candidate, resigned = message.sender, message.resigned_leader
+        return (
+            not self._is_leader
+            and self._leader_is_live()
+            and self._leader_id not in (candidate, resigned)
+            and message.epoch > self.epoch
+            and not self._abstains(candidate, resigned)
+            and not self._may_vote(candidate, message.epoch, True, resigned)
+        )
+
+    def _holds_back(self, message: Propose) -> bool:
+        """Hold a pre-vote that only our live leader makes us refuse, one per candidate (a member: the
+        door admits no other sender): a newer PROPOSE from the same candidate replaces the one held, which
+        then goes unanswered (the candidate counts answers to its current attempt only). True when the
+        message is held or is a copy of the one held: nothing to send now."""
+        held = self._deferred_pre_votes.get(message.sender)
+        holds = message.pre_vote and self._refuses_only_for_its_leader(message)
+        if held is not None:
+            if holds and message.epoch <= held.message.epoch:
+                return True  # a copy, or an older attempt arriving late: the one held is answered
+            if message.epoch >= held.message.epoch:
+                del self._deferred_pre_votes[message.sender]  # the candidate moved on
+        if not holds:
+            return False
+        assert self._leader_id is not None  # _refuses_only_for_its_leader: we follow a live leader
+        deadline_ms = self._now_ms + self.settings.backoff_base_ms  # what the candidate would back off
+        self._deferred_pre_votes[message.sender] = DeferredPreVote(message, self._leader_id, deadline_ms)
+        return True
+
+    def _answer_deferred_pre_votes(self) -> None:
+        """At the end of a step: answer every held pre-vote whose reason is gone (this node no longer
+        follows that leader: lost, dropped for quorum, replaced, its promise taken, ...) or whose deadline
+        passed, by the rules as they stand now; PRE_VOTE_DEFER stays armed for the earliest of the rest."""
+        deferred = self._deferred_pre_votes
+        for candidate, held in list(deferred.items()):
+            if (
+                self._now_ms < held.deadline_ms
+                and self._leader_id == held.leader_id
+                and self._refuses_only_for_its_leader(held.message)
+            ):
+                continue
+            del deferred[candidate]
+            self._answer_pre_vote(held.message)
+        deadline_ms = min((held.deadline_ms for held in deferred.values()), default=None)
+        if deadline_ms != self._pre_vote_timer_ms:
+            self._pre_vote_timer_ms = deadline_ms
+            if deadline_ms is None:
+                self._cancel_timer(TimerId.PRE_VOTE_DEFER)
+            else:
+                self._emit(SetTimer(TimerId.PRE_VOTE_DEFER, deadline_ms))
 
     def _on_confirm(self, message: Confirm) -> None:
         if not self._may_confirm(message):

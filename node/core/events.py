@@ -18,6 +18,7 @@ class TimerId(StrEnum):
     BACKOFF = "backoff"  # retry an election after a failed attempt
     GATE = "gate"  # the before_lead gate has not answered within its timeout (the runtime's kill)
     HOLD_OFF = "hold-off"  # the back-off after declining or handing off leadership is over
+    PRE_VOTE_DEFER = "pre-vote-defer"  # the earliest deadline of a pre-vote held while following a leader
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from node.core.actions import (
     SetTimer,
 )
 from node.core.events import TimerId
-from node.core.messages import Message, PreVoteAnswer, Promise
+from node.core.messages import Message, PreVoteAnswer, Promise, Propose
 from node.core.state import DurableState
 
 from .harness import (
@@ -57,6 +57,7 @@ ELECTION, COORDINATOR, PROPOSAL, BACKOFF = (
     TimerId.PROPOSAL,
     TimerId.BACKOFF,
 )
+PRE_VOTE_DEFER = TimerId.PRE_VOTE_DEFER
 LEADER, FOLLOWER, CANDIDATE, NO_QUORUM = Role.LEADER, Role.FOLLOWER, Role.CANDIDATE, Role.NO_QUORUM
 
 
@@ -176,6 +177,14 @@ def node2_confirmed_5_peers_heard_at_4000() -> Driven:
     node = node2_confirmed_5()
     node.now_ms = 4000
     node.hear(1, 3, 4, 5)  # 5 is not suspected: the vote is free again because the lease is over
+    return node
+
+
+def node2_following_4_holding_5s_pre_vote() -> Driven:
+    """Follows leader 4 under epoch 3 and holds node 5's pre-vote for epoch 4, received at 1000 (its
+    deadline: 1000 + backoff_base_ms = 1100)."""
+    node = follower(2, leader_id=4)
+    node.receive(pre_vote(5, 4), 1000)
     return node
 
 
@@ -544,10 +553,122 @@ ROWS: list[Row] = [
         [Send(5, refused(2, 3, pre=True, known=3))],
     ),
     Row(
-        "following a live leader: pre-vote from a higher id refused (preempt=false)",
+        "following a live leader: a pre-vote only that leader makes it refuse is held, not answered yet"
+        " (preempt=false); PRE_VOTE_DEFER at backoff_base_ms, the back-off the candidate would wait",
         lambda: follower(2, leader_id=4),
         lambda n: n.receive(pre_vote(5, 4), 1000),
+        [SetTimer(PRE_VOTE_DEFER, 1100)],
+        role=FOLLOWER,
+        durable=DurableState(3, None),
+    ),
+    Row(
+        "held pre-vote: its leader's PeerUnreachable hint -> leader lost, and the pre-vote granted now",
+        node2_following_4_holding_5s_pre_vote,
+        lambda n: n.unreachable(4, 1005),
+        [
+            log("leader_lost", WARNING, epoch=3, leader=4),
+            log("election_started", epoch=3),
+            Send(3, election(2, 3)),
+            Send(4, election(2, 3)),
+            Send(5, election(2, 3)),
+            SetTimer(ELECTION, 6005),
+            Send(5, granted(2, 4, pre=True, known=3)),
+            CancelTimer(PRE_VOTE_DEFER),
+            RoleChanged(CANDIDATE, None, 3),
+        ],
+        durable=DurableState(3, None),
+    ),
+    Row(
+        "held pre-vote: no hint by its deadline -> refused then, as it would have been at once",
+        node2_following_4_holding_5s_pre_vote,
+        lambda n: n.fire(PRE_VOTE_DEFER, 1100),
         [Send(5, refused(2, 4, pre=True, known=3))],
+        role=FOLLOWER,
+    ),
+    Row(
+        "held pre-vote: a newer one from the same candidate replaces it (the older goes unanswered), a"
+        " copy changes nothing, and the hint answers the newer one",
+        node2_following_4_holding_5s_pre_vote,
+        lambda n: [
+            *n.receive(pre_vote(5, 5), 1010),
+            *n.receive(pre_vote(5, 5), 1011),
+            *n.unreachable(4, 1020),
+        ],
+        [
+            SetTimer(PRE_VOTE_DEFER, 1110),
+            log("leader_lost", WARNING, epoch=3, leader=4),
+            log("election_started", epoch=3),
+            Send(3, election(2, 3)),
+            Send(4, election(2, 3)),
+            Send(5, election(2, 3)),
+            SetTimer(ELECTION, 6020),
+            Send(5, granted(2, 5, pre=True, known=3)),
+            CancelTimer(PRE_VOTE_DEFER),
+            RoleChanged(CANDIDATE, None, 3),
+        ],
+    ),
+    Row(
+        "held pre-vote: its leader resigns -> granted at once (the lease it owed the leader is released)",
+        node2_following_4_holding_5s_pre_vote,
+        lambda n: n.receive(resign(4, 3), 1010),
+        [
+            log("leader_lost", NOTICE, epoch=3, leader=4),
+            log("election_started", epoch=3),
+            SetTimer(COORDINATOR, 6010),
+            Send(5, granted(2, 4, pre=True, known=3)),
+            CancelTimer(PRE_VOTE_DEFER),
+            RoleChanged(CANDIDATE, None, 3),
+        ],
+    ),
+    Row(
+        "held pre-vote: a leader of a higher epoch replaces ours -> answered at once by the rules as they"
+        " are now: refused, naming the epoch (never a stale grant)",
+        node2_following_4_holding_5s_pre_vote,
+        lambda n: n.receive(coordinator(3, 4), 1010),
+        [
+            Persist(DurableState(4, None)),
+            log("leader_accepted", NOTICE, epoch=4, leader=3),
+            Send(5, refused(2, 4, pre=True, known=4)),
+            CancelTimer(PRE_VOTE_DEFER),
+            RoleChanged(FOLLOWER, 3, 4),
+        ],
+        durable=DurableState(4, None),
+    ),
+    Row(
+        "held pre-vote: held per candidate, each answered at its own deadline",
+        lambda: _then(node2_following_4_holding_5s_pre_vote(), pre_vote(3, 4), 1050),
+        lambda n: [*n.fire(PRE_VOTE_DEFER, 1100), *n.fire(PRE_VOTE_DEFER, 1150)],
+        [
+            Send(5, refused(2, 4, pre=True, known=3)),
+            SetTimer(PRE_VOTE_DEFER, 1150),
+            Send(3, refused(2, 4, pre=True, known=3)),
+        ],
+    ),
+    Row(
+        "held pre-vote: the candidate's binding PROPOSE supersedes it and is answered at once, as before",
+        node2_following_4_holding_5s_pre_vote,
+        lambda n: n.receive(propose(5, 4), 1010),
+        [Send(5, refused(2, 4, pre=False, known=3)), CancelTimer(PRE_VOTE_DEFER)],
+        role=FOLLOWER,
+        durable=DurableState(3, None),
+    ),
+    Row(
+        "following a live leader: a catch-up probe (pre-vote for epoch 0) is answered at once, as before",
+        lambda: follower(2, leader_id=4),
+        lambda n: n.receive(Propose(5, 0, pre_vote=True, sent_ms=777), 1000),
+        [Send(5, promise(2, 0, pre_vote=True, granted=False, known_epoch=3, echo_ms=777))],
+    ),
+    Row(
+        "following a live leader: a pre-vote refused for another reason too (its epoch) is answered at once",
+        lambda: follower(2, leader_id=4),
+        lambda n: n.receive(pre_vote(5, 3), 1000),
+        [Send(5, refused(2, 3, pre=True, known=3))],
+    ),
+    Row(
+        "following a live leader: a pre-vote from that leader itself (its re-election) is granted at once",
+        lambda: follower(2, leader_id=4),
+        lambda n: n.receive(pre_vote(4, 4), 1000),
+        [Send(4, granted(2, 4, pre=True, known=3))],
     ),
     Row(
         "following a live leader: binding proposal from a higher id refused (preempt=false)",
@@ -589,7 +710,8 @@ ROWS: list[Row] = [
         ],
     ),
     Row(
-        "a leader refuses a pre-vote (preempt=false) and keeps leading: a pre-vote binds nobody",
+        "a leader refuses a pre-vote at once (preempt=false: it knows it is alive, nothing to hold) and"
+        " keeps leading: a pre-vote binds nobody",
         lambda: leader(4, epoch=4),
         lambda n: n.receive(pre_vote(5, 5), LEADER_MS + 100),
         [
