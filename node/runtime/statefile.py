@@ -225,7 +225,6 @@ class StateFile:
         if old is not None:
             with contextlib.suppress(StateCorruptError):  # the sequence goes on where it can be read
                 seq = load_slots(old).seq + 1
-        self.close()
         self._write_whole(DurableState(epoch=epoch), seq)
         return old, backup
 
