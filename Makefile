@@ -34,9 +34,9 @@ test-slow: venv
 
 test-fast: lint typecheck test-unit
 
-# The deploy scripts install what a fresh Debian lacks (python3-venv, Docker, debootstrap), then `make venv`.
-# Molecule scenarios default, faults and leader-service for both algorithms: under an hour on 2 shared cores
-# (58 min at load 2 to 79; docs/deploy.md, "What it costs").
+# The deploy scripts install what a fresh Debian lacks (python3-venv, Docker, debootstrap, Vagrant, libvirt,
+# QEMU), then `make venv`. Molecule scenarios default, faults and leader-service for both algorithms, then
+# vm for Bully (docs/deploy.md, "What it costs").
 test-deploy:
 	scripts/test-deploy.sh
 
@@ -82,7 +82,7 @@ VMS ?= 3
 cluster-vm:
 	VMS=$(VMS) scripts/cluster-vm-up.sh
 
-# Not yet part of `make test`: Molecule's scenario vm on three VMs (docs/deploy.md, "Molecule on VMs").
+# Molecule's scenario vm on three VMs alone (make test runs it last; docs/deploy.md, "Molecule on VMs").
 test-vm:
 	MOLECULE_SCENARIOS=vm scripts/test-deploy.sh
 

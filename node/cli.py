@@ -18,7 +18,7 @@ from typing import NoReturn
 from node.algorithms.base import EPOCH_MAX
 from node.core.actions import EventName, LogLevel
 from node.core.session import PROTOCOL_VERSION
-from node.core.state import StateCorruptError, load_state
+from node.core.state import StateCorruptError, load_slots
 from node.runtime.config import ConfigError, load_config
 from node.runtime.journal import Journal
 from node.runtime.statefile import StateFile, StateFileError
@@ -131,10 +131,11 @@ def _describe_state(data: bytes | None) -> str:
     if data is None:
         return "nothing: there was no state file"
     try:
-        state = load_state(data)
+        loaded = load_slots(data)
     except StateCorruptError as exc:
         return f"an unreadable file: {exc}"
-    return f"epoch {state.epoch}, voted for {state.voted_for}"
+    damaged = "" if loaded.bad_slot is None else f", its other record damaged ({loaded.note})"
+    return f"epoch {loaded.state.epoch}, voted for {loaded.state.voted_for}{damaged}"
 
 
 def _give_to_state_dir_owner(path: Path) -> None:

@@ -16,10 +16,10 @@
 #   (ring skips the protocol upgrade), faults 4.5-6 min (the four fault scenarios alone took 25-28 min,
 #   on a busier machine), leader-service 3.5-7.5 min; 58 min in all, summed over runs at load 2 to 79.
 #   Most of it is Ansible on the hosts: converges and playbook runs.
-#  4. with MOLECULE_SCENARIOS=vm (make test-vm; not yet in the default list): the Molecule scenario vm on
-#     three Debian VMs booted by the Vagrantfile (provider libvirt, KVM or QEMU's emulation), for one
-#     algorithm (LEADER_NODE_VM_ALGORITHMS, default bully): converge, idempotence, the default scenario's
-#     checks, SIGKILL of the leader and a 1|2 partition; then make cluster-vm-down.
+#  4. the Molecule scenario vm (alone: make test-vm) on three Debian VMs booted by the Vagrantfile
+#     (provider libvirt, KVM or QEMU's emulation), for one algorithm (LEADER_NODE_VM_ALGORITHMS, default
+#     bully): converge, idempotence, the default scenario's checks, SIGKILL of the leader and a 1|2
+#     partition; then make cluster-vm-down.
 #   MOLECULE_SCENARIOS="default partition" LEADER_NODE_ALGORITHMS="ring" scripts/test-deploy.sh
 #   MOLECULE_SCENARIOS=vm LEADER_NODE_VM_ALGORITHMS="bully ring" scripts/test-deploy.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -43,9 +43,9 @@ ansible-playbook --syntax-check -i inventory-vagrant deploy/site.yml deploy/roll
 # share the network lnmol-net and its addresses. A failed scenario does not hide the others: all run,
 # then the summary names each result and the exit status is non-zero if any failed.
 #   MOLECULE_SCENARIOS="partition" LEADER_NODE_ALGORITHMS="ring" scripts/test-deploy.sh
-# The VM scenario runs behind its own target until it has passed on a quiet machine within its budget:
-#   make test-vm  (MOLECULE_SCENARIOS=vm scripts/test-deploy.sh)
-read -r -a scenarios <<<"${MOLECULE_SCENARIOS:-default faults leader-service}"
+# The VM scenario comes last, for one algorithm: 16 min on a quiet 2-core machine (docs/deploy.md,
+# "Molecule on VMs"); alone: make test-vm (MOLECULE_SCENARIOS=vm scripts/test-deploy.sh).
+read -r -a scenarios <<<"${MOLECULE_SCENARIOS:-default faults leader-service vm}"
 read -r -a algorithms <<<"${LEADER_NODE_ALGORITHMS:-${LEADER_NODE_ALGORITHM:-bully ring}}"
 read -r -a vm_algorithms <<<"${LEADER_NODE_VM_ALGORITHMS:-bully}"
 summary=()

@@ -381,10 +381,15 @@ class Machine:
                 peer_ids=frozenset(self.settings.peer_ids),
                 quorum_size=self.settings.quorum_size,
             )
+            lost = (
+                "may have lost promises (a state file record it could not read, or a restart mid-catch-up)"
+                if self._durable.recovering
+                else "has no state from before this start (a new node, or its state was lost)"
+            )
             self._log(
                 EventName.CATCH_UP_STARTED,
-                "has no state from before this start (a new node, or its state was lost): it votes for "
-                "nobody until the other members tell it an epoch above any promise it may have made",
+                f"{lost}: it votes for nobody until the other members tell it an epoch above any promise "
+                "it may have made",
                 LogLevel.NOTICE,
             )
             self._probe_epochs()

@@ -35,6 +35,7 @@ class EventName(StrEnum):
     RELOAD_NEEDS_RESTART = "reload_needs_restart"
     CRASHED = "crashed"
     STARTUP_FAILED = "startup_failed"
+    STATE_RECORD_INVALID = "state_record_invalid"
     PEER_UNREACHABLE = "peer_unreachable"
     HOOK_FINISHED = "hook_finished"
     CONTROL_REQUEST = "control_request"

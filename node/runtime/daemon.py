@@ -164,6 +164,7 @@ class Daemon:
         self.state_file = StateFile(config.state_dir)
         self._state_lock_fd = self.state_file.lock()  # held for the life of the process
         initial_state = self.state_file.load()
+        self._report_bad_record()
         self._initial_epoch = initial_state.epoch
         rng = random.SystemRandom()
         self.algorithm = make_algorithm(config.algorithm, config.settings, initial_state, rng)
@@ -264,6 +265,25 @@ class Daemon:
         self.control.close()
         self.journal.close()
         return code
+
+    def _report_bad_record(self) -> None:
+        """One of the state file's two records failed its checks: the node starts from the other one and
+        catches up before it votes (node/core/state.py, load_slots). Logged once, at start."""
+        loaded = self.state_file.loaded
+        if loaded is None or loaded.bad_slot is None:
+            return
+        self.journal.event(
+            EventName.STATE_RECORD_INVALID,
+            f"state file {self.state_file.path}: the record in slot {loaded.bad_slot} is invalid: "
+            f"{loaded.note}; starting from the other one (seq {loaded.seq}, epoch {loaded.state.epoch}) "
+            "and catching up before voting. Normally a write that a crash cut short; without a crash, a "
+            "failing disk",
+            LogLevel.WARNING,
+            EPOCH=loaded.state.epoch,
+            FILE=str(self.state_file.path),
+            SLOT=loaded.bad_slot,
+            REASON=loaded.note,
+        )
 
     def _spawn_critical(self, name: str, run: Any) -> None:
         greenlet = gevent.Greenlet(run)

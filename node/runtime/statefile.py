@@ -1,19 +1,35 @@
-"""The durable state file: load once at start-up, save atomically on every `Persist` action.
+"""The durable state file: load once at start-up, save durably on every `Persist` action.
 
-A save is durable when `save()` returns: temp file, fsync, rename over the old file, fsync the directory
-(without the last step a crash can forget the rename). A missing file means a fresh node; a file that
-exists but cannot be trusted stops the node: resetting the epoch to 0 could let this node promise an
-epoch twice, i.e. two leaders in one epoch.
+The file is two records in two 4 KiB slots (node/core/state.py). A save is durable when `save()`
+returns: the record with the next sequence number is written over the slot of the older one (`pwrite`)
+and `fdatasync`ed. The file's size never changes, so no metadata (and no journal commit of the
+directory) is needed, and a write torn by a crash damages only the record being written: the other slot
+still holds the last completed one. A file that is missing, in the version-1 form, or had a damaged
+slot is written whole instead, once: temp file, fsync, rename, fsync of the directory.
+
+A missing file means a fresh node; a file that exists but cannot be trusted stops the node: resetting the
+epoch to 0 could let this node promise an epoch twice, i.e. two leaders in one epoch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
 from pathlib import Path
 
-from node.core.state import DurableState, StateCorruptError, dump_state, load_state
+from node.core.state import (
+    SLOT_BYTES,
+    SLOT_COUNT,
+    STATE_FILE_BYTES,
+    DurableState,
+    LoadedState,
+    StateCorruptError,
+    dump_image,
+    dump_slot,
+    load_slots,
+)
 
 STATE_FILE_NAME = "state.json"
 LOCK_FILE_NAME = "lock"
@@ -29,6 +45,11 @@ class StateFile:
         self.state_dir = state_dir
         self.path = state_dir / STATE_FILE_NAME
         self._temp_path = state_dir / (STATE_FILE_NAME + _TEMP_SUFFIX)
+        self.loaded: LoadedState | None = None  # what load() found (None: no file); bad_slot to report
+        self._fd: int | None = None  # state.json, open for pwrite after load() or a whole write
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file _fd has open
+        self._last: tuple[DurableState, int] | None = None  # the last record read or written, its seq
+        self._whole = True  # the next save writes the whole file (missing, version 1, a bad slot)
 
     def lock(self) -> int:
         """Take this state directory for this process, or raise StateFileError; returns the lock's fd.
@@ -62,7 +83,7 @@ class StateFile:
         return fd
 
     def _probe_write(self) -> None:
-        """Write, fsync and remove the temp file: what every save() does, without touching the state."""
+        """Write, fsync and remove the temp file: what a whole write does, without touching the state."""
         fd = os.open(self._temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, b"probe\n")
@@ -73,15 +94,25 @@ class StateFile:
         fsync_dir(self.state_dir)
 
     def load(self) -> DurableState:
+        """The state to start from; keeps the file open for save(). `loaded` tells what was found: a
+        damaged slot (`bad_slot`, `note`) is for the caller to report; its state has `recovering` set."""
+        self.close()
+        self.loaded, self._last, self._whole = None, None, True
         try:
-            data = self.path.read_bytes()
+            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:
             return DurableState()
         except OSError as exc:
             raise StateFileError(f"cannot read state file {self.path}: {exc.strerror or exc}") from exc
         try:
-            return load_state(data)
+            data = _read_head(fd)
+            info = os.fstat(fd)
+            loaded = load_slots(data)
+        except OSError as exc:
+            os.close(fd)
+            raise StateFileError(f"cannot read state file {self.path}: {exc.strerror or exc}") from exc
         except StateCorruptError as exc:
+            os.close(fd)
             raise StateFileError(
                 f"state file {self.path} is corrupt: {exc}. It holds the highest epoch this node has "
                 "promised, so leader-node will not start from a guess. To recover: find the highest epoch "
@@ -89,10 +120,63 @@ class StateFile:
                 "`leader-node write-state --config PATH --epoch N` with N above it (the bad file is kept "
                 "as state.json.corrupt), and start the node again"
             ) from exc
+        self._fd, self._identity = fd, (info.st_dev, info.st_ino)
+        self.loaded, self._last = loaded, (loaded.state, loaded.seq)
+        self._whole = loaded.legacy or loaded.bad_slot is not None
+        return loaded.state
 
     def save(self, state: DurableState) -> None:
         """Write `state` durably. OSError propagates: a node that cannot persist must not go on."""
-        write_durably(self.path, dump_state(state))
+        seq = 0 if self._last is None else self._last[1] + 1
+        if self._whole or self._fd is None or not self._still_ours():
+            self._write_whole(state, seq)
+            return
+        try:
+            _pwrite_all(self._fd, dump_slot(state, seq), (seq % SLOT_COUNT) * SLOT_BYTES)
+            os.fdatasync(self._fd)
+        except OSError:
+            self._put_back()
+            raise
+        self._last = (state, seq)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd, self._identity = None, None
+
+    def _still_ours(self) -> bool:
+        """state.json is still the file we have open (not removed or replaced behind our back: a write
+        to an unlinked file would be lost)."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (info.st_dev, info.st_ino) == self._identity
+
+    def _write_whole(self, state: DurableState, seq: int) -> None:
+        """Both slots, the same record: temp file, fsync, rename, fsync of the directory; then reopen."""
+        self.close()
+        write_durably(self.path, dump_image(state, seq))
+        self._last, self._whole = (state, seq), False
+        fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        info = os.fstat(fd)
+        self._fd, self._identity = fd, (info.st_dev, info.st_ino)
+
+    def _put_back(self) -> None:
+        """A failed in-place write: after a failed fdatasync the page cache may still show the new record
+        while the disk does not, and a restarted process would trust it. Best effort: replace the file by
+        the last completed record (what the disk should hold: nothing depended on the failed save), and
+        write whole from now on. The caller raises the original error either way."""
+        self.close()
+        self._whole = True
+        if self._last is None:
+            return
+        state, seq = self._last
+        try:
+            self._write_whole(state, seq)
+        except OSError:
+            self.close()
+        self._whole = True
 
     def recover(self, epoch: int) -> Path | None:
         """Operator recovery (`leader-node write-state`): store `epoch`, never lowering a readable one.
@@ -112,6 +196,7 @@ class StateFile:
                 "epochs never go back (to recover from a poisoned epoch on every member at once: "
                 '--force, docs/operations.md, "Recovering from a poisoned epoch")'
             )
+        self._whole = True
         self.save(DurableState(epoch=epoch))
         return kept
 
@@ -136,8 +221,30 @@ class StateFile:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        self.save(DurableState(epoch=epoch))
+        seq = 0
+        if old is not None:
+            with contextlib.suppress(StateCorruptError):  # the sequence goes on where it can be read
+                seq = load_slots(old).seq + 1
+        self._write_whole(DurableState(epoch=epoch), seq)
         return old, backup
+
+
+def _read_head(fd: int) -> bytes:
+    """The file's first STATE_FILE_BYTES + 1 bytes: enough to tell a state file from anything larger."""
+    chunks: list[bytes] = []
+    left = STATE_FILE_BYTES + 1
+    while left > 0 and (chunk := os.read(fd, left)):
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """pwrite until all of `data` is written (a regular file may take less than asked)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def write_durably(path: Path, data: bytes) -> None:
