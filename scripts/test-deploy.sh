@@ -14,8 +14,8 @@
 #     runs the same test files, and leader-service the same fencing check, on a cluster converged anyway.
 #   Cost per algorithm on a shared 2-core machine (docs/deploy.md, "What it costs"): default 15-18 min
 #   (ring skips the protocol upgrade), faults 4.5-6 min (the four fault scenarios alone took 25-28 min,
-#   on a busier machine), leader-service 3.5-7.5 min; 58 min in all, summed over runs at load 2 to 79.
-#   Most of it is Ansible on the hosts: converges and playbook runs.
+#   on a busier machine), leader-service 3.5-7.5 min; 58 min in all, summed over runs at load 2 to 79;
+#   vm 16-21 min. Most of it is Ansible on the hosts: converges and playbook runs.
 #  4. the Molecule scenario vm (alone: make test-vm) on three Debian VMs booted by the Vagrantfile
 #     (provider libvirt, KVM or QEMU's emulation), for one algorithm (LEADER_NODE_VM_ALGORITHMS, default
 #     bully): converge, idempotence, the default scenario's checks, SIGKILL of the leader and a 1|2
